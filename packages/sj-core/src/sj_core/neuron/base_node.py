@@ -1,0 +1,377 @@
+"""Base classes of spiking neurons.
+
+:class:`BaseNode` implements the charge -> fire -> reset cycle of SPEC section 2 with
+overridable hooks, both step modes, backend dispatch, ``store_v_seq`` and lazy state
+materialisation. :class:`SimpleBaseNode` is the same cycle in a few lines, torch only,
+for users to copy and modify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from .. import backends
+from ..base import MemoryModule
+from ..surrogate import Sigmoid, SurrogateFunctionBase
+from .dynamics import reset_potential
+
+__all__ = ["BaseNode", "SimpleBaseNode", "check_float", "check_bool"]
+
+# Hooks that define a neuron's math. A subclass that overrides one of them computes
+# something the parent's kernels do not, so it loses the parent's kernel backends
+# (see BaseNode.__init_subclass__).
+_MATH_HOOKS = ("neuronal_charge", "neuronal_fire", "neuronal_reset", "single_step_forward")
+
+
+def check_float(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+    """``value`` as a float; ``TypeError`` naming ``name`` if it is not a real number."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        accepted = "a float or None" if allow_none else "a float"
+        raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a bool; ``TypeError`` naming ``name`` otherwise."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check_surrogate(surrogate_function: Any) -> Callable:
+    if surrogate_function is None:
+        return Sigmoid(alpha=4.0)
+    if not callable(surrogate_function):
+        raise TypeError(
+            "surrogate_function must be a sj_core.surrogate.SurrogateFunctionBase (or a "
+            f"callable), got {type(surrogate_function).__name__}"
+        )
+    return surrogate_function
+
+
+def _check_input(module: torch.nn.Module, x: torch.Tensor, step_mode: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} expects a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{type(module).__name__} expects a floating-point input "
+            f"(float16, bfloat16, float32 or float64), got {x.dtype}"
+        )
+    if step_mode == "m" and x.dim() < 2:
+        raise ValueError(
+            f"{type(module).__name__} in step_mode 'm' expects an input of shape "
+            f"[T, N, *] (at least 2-D), got shape {tuple(x.shape)}"
+        )
+
+
+def step_like(x_seq: torch.Tensor) -> torch.Tensor:
+    """A tensor shaped like one step of ``x_seq`` (``x_seq[0]``, or empty when ``T == 0``)."""
+    return x_seq[0] if x_seq.shape[0] > 0 else x_seq.new_empty(x_seq.shape[1:])
+
+
+class BaseNode(MemoryModule):
+    """Base class of differentiable spiking neurons.
+
+    Each step: ``H = neuronal_charge(X, V)``, ``S = surrogate(H - V_th)`` (Heaviside
+    forward, spike at equality), then reset (hard: ``V = S_d V_reset + (1 - S_d) H``;
+    soft: ``V = H - S_d V_th``; ``S_d = S.detach()`` when ``detach_reset``).
+
+    Args:
+        v_threshold: firing threshold ``V_th``.
+        v_reset: reset potential (hard reset), or ``None`` for soft reset.
+        surrogate_function: the surrogate gradient (default ``Sigmoid(alpha=4.0)``).
+        detach_reset: detach the reset from the graph (changes gradients only).
+        step_mode: ``'s'`` (input ``[N, *]``) or ``'m'`` (input ``[T, N, *]``).
+        backend: ``'torch'``, another installed backend that supports this neuron in
+            this step mode (see :attr:`supported_backends`), or ``'auto'`` (the
+            fastest available for the input's device and configuration; the only
+            setting that may fall back to another backend).
+        store_v_seq: in ``'m'`` mode, keep the post-reset potentials of every step in
+            ``v_seq`` (``[T, N, *]``); otherwise only the last one in ``v``.
+
+    Subclasses implement :meth:`neuronal_charge` (update ``self.v`` from ``x`` to
+    ``H``); that alone works in both step modes on the ``torch`` backend. Built-in
+    neurons set :attr:`operator_name` to use kernel backends.
+    """
+
+    #: Neuron name in operator keys (``"lif"`` -> ``"lif.multi_step"``); ``None`` means
+    #: the neuron runs on the torch backend only.
+    operator_name: ClassVar[str | None] = None
+    #: Memories that kernel operators take as initial states and return updated.
+    kernel_states: ClassVar[tuple[str, ...]] = ("v",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "operator_name" not in cls.__dict__ and any(h in cls.__dict__ for h in _MATH_HOOKS):
+            cls.operator_name = None
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: SurrogateFunctionBase | None = None,
+        detach_reset: bool = False,
+        step_mode: str = "s",
+        backend: str = "torch",
+        store_v_seq: bool = False,
+    ) -> None:
+        v_threshold = check_float("v_threshold", v_threshold)
+        v_reset = check_float("v_reset", v_reset, allow_none=True)
+        detach_reset = check_bool("detach_reset", detach_reset)
+        store_v_seq = check_bool("store_v_seq", store_v_seq)
+        surrogate_function = _check_surrogate(surrogate_function)
+        super().__init__()
+        self.register_memory("v", 0.0 if v_reset is None else v_reset)
+        self.v_threshold = v_threshold
+        self.v_reset = v_reset
+        self.detach_reset = detach_reset
+        self.surrogate_function = surrogate_function
+        self._backend = "torch"
+        #: The backend the last forward call ran on (useful with ``backend='auto'``).
+        self.last_backend: str | None = None
+        self.step_mode = step_mode
+        self.backend = backend
+        self.store_v_seq = store_v_seq
+
+    # -- configuration -----------------------------------------------------------------
+
+    @property
+    def store_v_seq(self) -> bool:
+        return self._store_v_seq
+
+    @store_v_seq.setter
+    def store_v_seq(self, value: bool) -> None:
+        self._store_v_seq = check_bool("store_v_seq", value)
+        if value and "v_seq" not in self._memory_reset_values:
+            self.register_memory("v_seq", None)
+
+    def operator_key(self, step_mode: str | None = None) -> str | None:
+        """The operator this neuron needs from a kernel backend in ``step_mode``."""
+        if self.operator_name is None:
+            return None
+        mode = self.step_mode if step_mode is None else step_mode
+        return f"{self.operator_name}.{'single_step' if mode == 's' else 'multi_step'}"
+
+    def supported_backends_for(self, step_mode: str) -> tuple[str, ...]:
+        key = self.operator_key(step_mode)
+        others = backends.supported_backends(key) if key is not None else ()
+        return ("torch",) + tuple(name for name in others if name != "torch")
+
+    @property
+    def supported_backends(self) -> tuple[str, ...]:
+        """Installed backends that can run this neuron in its current step mode."""
+        return self.supported_backends_for(self.step_mode)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        self._check_backend(name, self.step_mode)
+        self._backend = name
+
+    def _check_backend(self, name: str, step_mode: str) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"backend must be a string, got {type(name).__name__}")
+        if name in ("torch", "auto"):
+            return
+        info = backends.get_backend(name)  # unknown / not installed / broken: raises
+        key = self.operator_key(step_mode)
+        if key is None or key not in info.operators:
+            provides = f"no {key!r} operator" if key else "no operator for custom neurons"
+            raise backends.UnsupportedOperatorError(
+                f"{type(self).__name__} in step_mode {step_mode!r} supports backends "
+                f"{self.supported_backends_for(step_mode)} (or 'auto'); backend {name!r} "
+                f"provides {provides}"
+            )
+
+    def _validate_step_mode(self, value: str) -> None:
+        if getattr(self, "_backend", "torch") not in ("torch", "auto"):
+            self._check_backend(self._backend, value)
+
+    # -- the hooks (torch backend) -------------------------------------------------------
+
+    def v_float_to_tensor(self, x: torch.Tensor) -> None:
+        """Make ``self.v`` a tensor shaped, typed and placed like ``x`` (one step)."""
+        self.materialize_memory("v", x)
+
+    def neuronal_charge(self, x: torch.Tensor) -> None:
+        """Update ``self.v`` from ``V[t-1]`` to ``H[t]``. Subclasses must implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge")
+
+    def neuronal_fire(self) -> torch.Tensor:
+        """Spikes from the charged potential: ``surrogate(H - V_th)``."""
+        return self.surrogate_function(self.v - self.v_threshold)
+
+    def neuronal_reset(self, spike: torch.Tensor) -> None:
+        """Reset ``self.v`` after firing ``spike`` (hard or soft, see the class doc)."""
+        self.v = reset_potential(self.v, spike, self.v_threshold, self.v_reset, self.detach_reset)
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step on the torch backend: charge, fire, reset. ``x``: ``[N, *]``."""
+        self.v_float_to_tensor(x)
+        self.neuronal_charge(x)
+        spike = self.neuronal_fire()
+        self.neuronal_reset(spike)
+        return spike
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """``T`` steps on the torch backend. ``x_seq``: ``[T, N, *]`` -> spikes ``[T, N, *]``."""
+        self.v_float_to_tensor(step_like(x_seq))
+        spikes = []
+        v_seq = []
+        for t in range(x_seq.shape[0]):
+            spikes.append(self.single_step_forward(x_seq[t]))
+            if self.store_v_seq:
+                v_seq.append(self.v)
+        if self.store_v_seq:
+            self.v_seq = torch.stack(v_seq) if v_seq else torch.empty_like(x_seq)
+        return torch.stack(spikes) if spikes else torch.empty_like(x_seq)
+
+    # -- kernel backends -----------------------------------------------------------------
+
+    def kernel_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of this neuron's kernel operators (see operator keys)."""
+        return {
+            "v_threshold": self.v_threshold,
+            "v_reset": self.v_reset,
+            "detach_reset": self.detach_reset,
+            "surrogate_function": self.surrogate_function,
+        }
+
+    def kernel_tensors(self) -> tuple[torch.Tensor, ...]:
+        """Extra tensor arguments after the states (PLIF: ``r_tau``)."""
+        return ()
+
+    def _kernel_single_step(self, backend: str, x: torch.Tensor) -> torch.Tensor:
+        operator = backends.get_operator(backend, self.operator_key("s"))
+        v = self.materialize_memory("v", x)
+        spike, self.v = operator(x, v, *self.kernel_tensors(), **self.kernel_kwargs())
+        return spike
+
+    def _kernel_multi_step(self, backend: str, x_seq: torch.Tensor) -> torch.Tensor:
+        operator = backends.get_operator(backend, self.operator_key("m"))
+        like = step_like(x_seq)
+        states = [self.materialize_memory(name, like) for name in self.kernel_states]
+        outputs = operator(
+            x_seq,
+            *states,
+            *self.kernel_tensors(),
+            store_v_seq=self.store_v_seq,
+            **self.kernel_kwargs(),
+        )
+        for name, value in zip(self.kernel_states, outputs[1:], strict=False):
+            setattr(self, name, value)
+        if self.store_v_seq:
+            self.v_seq = outputs[-1]
+        return outputs[0]
+
+    def _run_backend(self, backend: str, x: torch.Tensor) -> torch.Tensor:
+        if backend == "torch":
+            if self.step_mode == "s":
+                return self.single_step_forward(x)
+            return self.multi_step_forward(x)
+        if self.step_mode == "s":
+            return self._kernel_single_step(backend, x)
+        return self._kernel_multi_step(backend, x)
+
+    def _auto_candidates(self, x: torch.Tensor) -> list[str]:
+        key = self.operator_key()
+        if key is None:
+            return ["torch"]
+        names = [n for n in backends.available_backends(key, x.device.type) if n != "inductor"]
+        return [n for n in names if n != "torch"] + ["torch"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``[N, *]`` in step mode ``'s'``, ``[T, N, *]`` in ``'m'``; returns spikes
+        of the same shape (or the surrogate's primitive when it has ``spiking=False``)."""
+        _check_input(self, x, self.step_mode)
+        if self._backend != "auto":
+            self.last_backend = self._backend
+            return self._run_backend(self._backend, x)
+        for candidate in self._auto_candidates(x):
+            try:
+                out = self._run_backend(candidate, x)
+            except NotImplementedError:
+                # 'auto' may fall back: this backend cannot run this configuration.
+                continue
+            self.last_backend = candidate
+            return out
+        raise AssertionError("unreachable: the torch backend runs every configuration")
+
+    def extra_repr(self) -> str:
+        return (
+            f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
+            f"detach_reset={self.detach_reset}, step_mode={self.step_mode}, "
+            f"backend={self.backend}"
+        )
+
+
+class SimpleBaseNode(MemoryModule):
+    """A minimal spiking neuron: the plain charge -> fire -> reset cycle, torch only.
+
+    Same equations as :class:`BaseNode`, with none of its machinery; copy it to write
+    your own neuron. Subclasses implement :meth:`neuronal_charge`.
+
+    Args:
+        v_threshold, v_reset, surrogate_function, detach_reset, step_mode: as in
+            :class:`BaseNode`.
+    """
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_reset: float | None = 0.0,
+        surrogate_function: SurrogateFunctionBase | None = None,
+        detach_reset: bool = False,
+        step_mode: str = "s",
+    ) -> None:
+        super().__init__()
+        self.v_threshold = check_float("v_threshold", v_threshold)
+        self.v_reset = check_float("v_reset", v_reset, allow_none=True)
+        self.surrogate_function = _check_surrogate(surrogate_function)
+        self.detach_reset = check_bool("detach_reset", detach_reset)
+        self.register_memory("v", 0.0 if v_reset is None else float(v_reset))
+        self.step_mode = step_mode
+
+    def neuronal_charge(self, x: torch.Tensor) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge")
+
+    def neuronal_fire(self) -> torch.Tensor:
+        return self.surrogate_function(self.v - self.v_threshold)
+
+    def neuronal_reset(self, spike: torch.Tensor) -> None:
+        spike_d = spike.detach() if self.detach_reset else spike
+        if self.v_reset is None:
+            self.v = self.v - spike_d * self.v_threshold
+        else:
+            self.v = spike_d * self.v_reset + (1.0 - spike_d) * self.v
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.v, float):
+            self.v = torch.full_like(x, self.v)
+        self.neuronal_charge(x)
+        spike = self.neuronal_fire()
+        self.neuronal_reset(spike)
+        return spike
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.single_step_forward(x) for x in x_seq])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(self, x, self.step_mode)
+        if self.step_mode == "s":
+            return self.single_step_forward(x)
+        return self.multi_step_forward(x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
+            f"detach_reset={self.detach_reset}, step_mode={self.step_mode}"
+        )
