@@ -4,7 +4,7 @@ Importing it loads only PyTorch: kernel backends (``sj-triton``, ``sj-cupy``,
 ``sj-flexsn``) are discovered lazily and imported when first used.
 """
 
-from . import backends, base, neuron, surrogate
+from . import backends, base, functional, layer, neuron, surrogate
 from .__about__ import __version__
 
-__all__ = ["__version__", "backends", "base", "neuron", "surrogate"]
+__all__ = ["__version__", "backends", "base", "functional", "layer", "neuron", "surrogate"]
