@@ -8,6 +8,7 @@ for users to copy and modify.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -132,6 +133,7 @@ class BaseNode(MemoryModule):
         self.detach_reset = detach_reset
         self.surrogate_function = surrogate_function
         self._backend = "torch"
+        self._operator: Any = None
         #: The backend the last forward call ran on (useful with ``backend='auto'``).
         self.last_backend: str | None = None
         self.step_mode = step_mode
@@ -173,7 +175,7 @@ class BaseNode(MemoryModule):
 
     @backend.setter
     def backend(self, name: str) -> None:
-        self._check_backend(name, self.step_mode)
+        self._operator = self._resolve_operator(name, self.step_mode)
         self._backend = name
 
     def _check_backend(self, name: str, step_mode: str) -> None:
@@ -191,9 +193,39 @@ class BaseNode(MemoryModule):
                 f"provides {provides}"
             )
 
+    def _resolve_operator(self, name: str, step_mode: str) -> Any:
+        """Look up (and import) what ``forward`` will call for ``name`` in ``step_mode``.
+
+        Resolving when the backend or step mode is *set* keeps the registry (entry
+        points, imports) out of ``forward``, which ``torch.compile`` then traces as
+        plain attribute reads; it also reports an unusable backend at once. Returns
+        ``None`` for torch, the operator function for a named backend, and for ``'auto'``
+        a tuple of ``(name, device_types, function)`` candidates, best first.
+        """
+        self._check_backend(name, step_mode)
+        key = self.operator_key(step_mode)
+        if name == "torch" or key is None:
+            return None if name == "torch" else ()
+        if name != "auto":
+            return backends.get_operator(name, key)
+        candidates = []
+        for candidate in backends.available_backends(key):
+            if candidate in ("torch", "inductor"):  # torch is the final fallback
+                continue
+            try:
+                function = backends.get_operator(candidate, key)
+            except backends.BackendError as exc:
+                warnings.warn(
+                    f"backend='auto' skips {candidate!r}: {exc}", RuntimeWarning, stacklevel=3
+                )
+                continue
+            devices = backends.get_backend(candidate).spec_for(key).devices
+            candidates.append((candidate, devices, function))
+        return tuple(candidates)
+
     def _validate_step_mode(self, value: str) -> None:
-        if getattr(self, "_backend", "torch") not in ("torch", "auto"):
-            self._check_backend(self._backend, value)
+        if hasattr(self, "_backend"):
+            self._operator = self._resolve_operator(self._backend, value)
 
     # -- the hooks (torch backend) -------------------------------------------------------
 
@@ -249,14 +281,12 @@ class BaseNode(MemoryModule):
         """Extra tensor arguments after the states (PLIF: ``r_tau``)."""
         return ()
 
-    def _kernel_single_step(self, backend: str, x: torch.Tensor) -> torch.Tensor:
-        operator = backends.get_operator(backend, self.operator_key("s"))
+    def _kernel_single_step(self, operator: Callable, x: torch.Tensor) -> torch.Tensor:
         v = self.materialize_memory("v", x)
         spike, self.v = operator(x, v, *self.kernel_tensors(), **self.kernel_kwargs())
         return spike
 
-    def _kernel_multi_step(self, backend: str, x_seq: torch.Tensor) -> torch.Tensor:
-        operator = backends.get_operator(backend, self.operator_key("m"))
+    def _kernel_multi_step(self, operator: Callable, x_seq: torch.Tensor) -> torch.Tensor:
         like = step_like(x_seq)
         states = [self.materialize_memory(name, like) for name in self.kernel_states]
         outputs = operator(
@@ -272,38 +302,39 @@ class BaseNode(MemoryModule):
             self.v_seq = outputs[-1]
         return outputs[0]
 
-    def _run_backend(self, backend: str, x: torch.Tensor) -> torch.Tensor:
-        if backend == "torch":
-            if self.step_mode == "s":
-                return self.single_step_forward(x)
-            return self.multi_step_forward(x)
+    def _run_torch(self, x: torch.Tensor) -> torch.Tensor:
         if self.step_mode == "s":
-            return self._kernel_single_step(backend, x)
-        return self._kernel_multi_step(backend, x)
+            return self.single_step_forward(x)
+        return self.multi_step_forward(x)
 
-    def _auto_candidates(self, x: torch.Tensor) -> list[str]:
-        key = self.operator_key()
-        if key is None:
-            return ["torch"]
-        names = [n for n in backends.available_backends(key, x.device.type) if n != "inductor"]
-        return [n for n in names if n != "torch"] + ["torch"]
+    def _run_kernel(self, operator: Callable, x: torch.Tensor) -> torch.Tensor:
+        if self.step_mode == "s":
+            return self._kernel_single_step(operator, x)
+        return self._kernel_multi_step(operator, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[N, *]`` in step mode ``'s'``, ``[T, N, *]`` in ``'m'``; returns spikes
         of the same shape (or the surrogate's primitive when it has ``spiking=False``)."""
         _check_input(self, x, self.step_mode)
-        if self._backend != "auto":
-            self.last_backend = self._backend
-            return self._run_backend(self._backend, x)
-        for candidate in self._auto_candidates(x):
-            try:
-                out = self._run_backend(candidate, x)
-            except NotImplementedError:
-                # 'auto' may fall back: this backend cannot run this configuration.
+        backend = self._backend
+        if backend == "torch":
+            self.last_backend = "torch"
+            return self._run_torch(x)
+        if backend != "auto":
+            self.last_backend = backend
+            return self._run_kernel(self._operator, x)
+        for name, device_types, operator in self._operator:
+            if x.device.type not in device_types:
                 continue
-            self.last_backend = candidate
+            try:
+                out = self._run_kernel(operator, x)
+            except NotImplementedError:
+                # Only 'auto' may fall back: this backend cannot run this configuration.
+                continue
+            self.last_backend = name
             return out
-        raise AssertionError("unreachable: the torch backend runs every configuration")
+        self.last_backend = "torch"
+        return self._run_torch(x)
 
     def extra_repr(self) -> str:
         return (
