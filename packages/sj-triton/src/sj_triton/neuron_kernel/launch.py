@@ -1,0 +1,87 @@
+"""Host-side helpers for launching the kernels: block sizes and fp16/bf16 thresholds.
+
+Everything here is pure Python on plain numbers, so it is safe inside the traced body
+of a ``triton_op`` (no tensor data is read on the host).
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+import torch
+
+__all__ = ["block_config", "threshold_neighbours", "LOW_PRECISION"]
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def block_config(ncl: int) -> tuple[int, int]:
+    """``(BLOCK, num_warps)`` for ``ncl`` neurons per step.
+
+    Large layers use 1024 neurons per program (8 fp32 per thread: two 16-byte accesses);
+    small ones use 256 so that more programs spread over the multiprocessors. Only these
+    two compile-time variants exist, so a new width never triggers a compilation.
+    """
+    if ncl >= 1 << 18:
+        return 1024, 4
+    return 256, 2
+
+
+def _fp32_bits(value: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+def _bits_fp32(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
+
+
+def _round_to_bf16_bits(value: float) -> int:
+    bits = _fp32_bits(value)
+    # Round to nearest, ties to even, on the upper 16 bits.
+    bits += 0x7FFF + ((bits >> 16) & 1)
+    return (bits >> 16) & 0xFFFF
+
+
+def _to_float(bits16: int, dtype: torch.dtype) -> float:
+    if dtype == torch.bfloat16:
+        return _bits_fp32(bits16 << 16)
+    return struct.unpack("<e", struct.pack("<H", bits16 & 0xFFFF))[0]
+
+
+def _round_bits(value: float, dtype: torch.dtype) -> int:
+    if dtype == torch.bfloat16:
+        return _round_to_bf16_bits(value)
+    return struct.unpack("<H", struct.pack("<e", value))[0]
+
+
+def _step(bits16: int, up: bool) -> int:
+    """The neighbouring 16-bit float (sign-magnitude encoding)."""
+    negative = bits16 & 0x8000
+    magnitude = bits16 & 0x7FFF
+    if magnitude == 0:
+        return 0x0001 if up else 0x8001
+    if (not negative) == up:
+        return bits16 + 1
+    return bits16 - 1
+
+
+@functools.lru_cache(maxsize=256)
+def threshold_neighbours(v_threshold: float, dtype: torch.dtype) -> tuple[float, float]:
+    """The two ``dtype`` values around ``v_threshold``: ``(largest < v_th, smallest >= v_th)``.
+
+    The forward stores the pre-reset potential in the input dtype and the backward
+    recomputes the spike as ``H >= v_threshold``; storing these values instead of a
+    rounded ``H`` that crossed the threshold keeps both passes consistent.
+    """
+    if dtype not in LOW_PRECISION:
+        return v_threshold, v_threshold
+    bits = _round_bits(v_threshold, dtype)
+    value = _to_float(bits, dtype)
+    if value >= v_threshold:
+        at_or_above = value
+        below = _to_float(_step(bits, up=False), dtype)
+    else:
+        below = value
+        at_or_above = _to_float(_step(bits, up=True), dtype)
+    return below, at_or_above

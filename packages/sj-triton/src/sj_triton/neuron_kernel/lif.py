@@ -1,0 +1,82 @@
+"""Multi-step LIF neuron on Triton.
+
+``decay_input``: ``H = V + (X - (V - V_r)) / tau``; otherwise ``H = V - (V - V_r) / tau + X``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .common import run_multistep
+from .kernels import LIF
+
+__all__ = ["lif_multi_step", "multistep_lif"]
+
+
+def lif_multi_step(
+    x_seq: Tensor,
+    v_init: Tensor,
+    *,
+    tau: float,
+    decay_input: bool,
+    v_threshold: float,
+    v_reset: float | None,
+    detach_reset: bool,
+    surrogate_function: object,
+    store_v_seq: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Operator ``lif.multi_step`` (see :mod:`sj_core.backends.operators`).
+
+    Shapes: ``x_seq`` ``[T, *S]``, ``v_init`` ``[*S]``; returns
+    ``(spike_seq [T, *S], v_last [*S], v_seq [T, *S] | None)``.
+    """
+    return run_multistep(
+        LIF,
+        x_seq,
+        v_init,
+        None,
+        r_tau_value=1.0 / tau,
+        decay_input=decay_input,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+        store_v_seq=store_v_seq,
+    )
+
+
+def multistep_lif(
+    x_seq: Tensor,
+    v_init: Tensor,
+    decay_input: bool,
+    tau: float,
+    v_threshold: float,
+    v_reset: float | None,
+    detach_reset: bool,
+    surrogate_function: object,
+) -> tuple[Tensor, Tensor]:
+    """Multi-step LIF neuron forward (reference-system signature).
+
+    Args:
+        x_seq: input ``[T, N, *]`` (CUDA; float32, float16 or bfloat16).
+        v_init: initial membrane potential ``[N, *]``.
+        decay_input: whether the input is divided by ``tau`` too.
+        tau: membrane time constant (> 1).
+        v_threshold, v_reset, detach_reset, surrogate_function: as in
+            :func:`~sj_triton.neuron_kernel.integrate_and_fire.multistep_if`.
+
+    Returns:
+        ``(spike_seq, v_seq)``, both ``[T, N, *]``.
+    """
+    spike_seq, _, v_seq = lif_multi_step(
+        x_seq,
+        v_init,
+        tau=tau,
+        decay_input=decay_input,
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+        store_v_seq=True,
+    )
+    return spike_seq, v_seq

@@ -1,0 +1,253 @@
+"""``torch.library`` operators around the kernels, with fake implementations and autograd.
+
+Two operators, in namespace ``sj_triton``:
+
+* ``multistep_forward(x_seq [T, NCL], v_init [NCL], r_tau [1]?, ...)`` ->
+  ``(spike_seq [T, NCL], h_seq [T, NCL] | [0], v_seq [T, NCL] | [0], v_last [NCL])``
+* ``multistep_backward(grad_spike?, grad_v_seq?, grad_v_last?, h_seq, v_init, r_tau?, ...)``
+  -> ``(grad_x_seq, grad_v_init, grad_r_tau)``
+
+They are registered with ``torch.library.triton_op`` (so Inductor sees the Triton
+kernels themselves) where it exists and Triton runs on a GPU; under Triton's CPU
+interpreter (``TRITON_INTERPRET=1``), whose kernels cannot be traced, and on torch
+versions without ``triton_op``, they are opaque ``torch.library.custom_op``s with
+explicit fake implementations. ``register_autograd`` connects the two.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from torch import Tensor
+
+from .._backend import interpreter_enabled
+from .kernels import PLIF, multistep_backward_kernel, multistep_forward_kernel
+from .launch import LOW_PRECISION, block_config, threshold_neighbours
+
+__all__ = ["USES_TRITON_OP", "multistep_forward", "multistep_backward"]
+
+USES_TRITON_OP = hasattr(torch.library, "triton_op") and not interpreter_enabled()
+
+if USES_TRITON_OP:
+    from torch.library import wrap_triton
+
+    def _register(name: str):
+        return torch.library.triton_op(f"sj_triton::{name}", mutates_args=())
+
+    def _launcher(kernel):
+        return wrap_triton(kernel)
+else:
+
+    def _register(name: str):
+        return torch.library.custom_op(f"sj_triton::{name}", mutates_args=())
+
+    def _launcher(kernel):
+        return kernel
+
+
+_EMPTY = (0,)
+
+
+@_register("multistep_forward")
+def multistep_forward(
+    x_seq: Tensor,
+    v_init: Tensor,
+    r_tau: Tensor | None,
+    neuron: int,
+    hard_reset: bool,
+    decay_input: bool,
+    detach_reset: bool,
+    r_tau_value: float,
+    v_threshold: float,
+    v_reset: float,
+    sg_id: int,
+    sg_p0: float,
+    sg_p1: float,
+    sg_terms: int,
+    save_h: bool,
+    store_v_seq: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Run ``T`` steps. ``x_seq`` ``[T, NCL]`` and ``v_init`` ``[NCL]`` are contiguous.
+
+    ``detach_reset`` and the ``sg_*`` surrogate arguments are not used by the forward
+    kernel; they are here so that the registered autograd formula can read them.
+    """
+    T, ncl = x_seq.shape
+    spike_seq = torch.empty_like(x_seq)
+    h_seq = torch.empty_like(x_seq) if save_h else x_seq.new_empty(_EMPTY)
+    v_seq = torch.empty_like(x_seq) if store_v_seq else x_seq.new_empty(_EMPTY)
+    v_last = torch.empty_like(v_init)
+    block, num_warps = block_config(ncl)
+    below, at_or_above = threshold_neighbours(v_threshold, x_seq.dtype)
+    _launcher(multistep_forward_kernel)[(triton.cdiv(ncl, block),)](
+        x_seq,
+        v_init,
+        r_tau if r_tau is not None else v_init,
+        spike_seq,
+        h_seq if save_h else spike_seq,
+        v_seq if store_v_seq else spike_seq,
+        v_last,
+        T,
+        ncl,
+        r_tau_value,
+        v_threshold,
+        v_reset,
+        below,
+        at_or_above,
+        NEURON=neuron,
+        HARD_RESET=hard_reset,
+        DECAY_INPUT=decay_input,
+        SAVE_H=save_h,
+        STORE_V_SEQ=store_v_seq,
+        FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION,
+        BLOCK=block,
+        num_warps=num_warps,
+    )
+    return spike_seq, h_seq, v_seq, v_last
+
+
+@_register("multistep_backward")
+def multistep_backward(
+    grad_spike: Tensor | None,
+    grad_v_seq: Tensor | None,
+    grad_v_last: Tensor | None,
+    h_seq: Tensor,
+    v_init: Tensor,
+    r_tau: Tensor | None,
+    neuron: int,
+    hard_reset: bool,
+    decay_input: bool,
+    detach_reset: bool,
+    r_tau_value: float,
+    v_threshold: float,
+    v_reset: float,
+    sg_id: int,
+    sg_p0: float,
+    sg_p1: float,
+    sg_terms: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Reverse-time pass. Returns ``(grad_x_seq, grad_v_init, grad_r_tau)``.
+
+    ``grad_r_tau`` is ``[1]`` for PLIF and empty otherwise.
+    """
+    T, ncl = h_seq.shape
+    grad_x_seq = torch.empty_like(h_seq)
+    grad_v_init = torch.empty_like(v_init)
+    block, num_warps = block_config(ncl)
+    grid = triton.cdiv(ncl, block)
+    is_plif = neuron == PLIF
+    grad_r_partial = h_seq.new_empty((grid if is_plif else 0,), dtype=torch.float32)
+    _launcher(multistep_backward_kernel)[(grid,)](
+        grad_spike if grad_spike is not None else h_seq,
+        grad_v_seq if grad_v_seq is not None else h_seq,
+        grad_v_last if grad_v_last is not None else v_init,
+        h_seq,
+        v_init,
+        r_tau if r_tau is not None else v_init,
+        grad_x_seq,
+        grad_v_init,
+        grad_r_partial if is_plif else grad_v_init,
+        T,
+        ncl,
+        r_tau_value,
+        v_threshold,
+        v_reset,
+        sg_p0,
+        sg_p1,
+        NEURON=neuron,
+        HARD_RESET=hard_reset,
+        DECAY_INPUT=decay_input,
+        DETACH_RESET=detach_reset,
+        SG=sg_id,
+        SG_TERMS=sg_terms,
+        HAS_GRAD_SPIKE=grad_spike is not None,
+        HAS_GRAD_V_SEQ=grad_v_seq is not None,
+        HAS_GRAD_V_LAST=grad_v_last is not None,
+        BLOCK=block,
+        num_warps=num_warps,
+    )
+    if is_plif:
+        grad_r_tau = grad_r_partial.sum().reshape(1).to(r_tau.dtype)
+    else:
+        grad_r_tau = h_seq.new_empty(_EMPTY)
+    return grad_x_seq, grad_v_init, grad_r_tau
+
+
+if not USES_TRITON_OP:
+    # custom_op needs explicit shape functions; triton_op derives them from the body.
+
+    @multistep_forward.register_fake
+    def _(x_seq, v_init, r_tau, neuron, hard_reset, decay_input, detach_reset, r_tau_value,
+          v_threshold, v_reset, sg_id, sg_p0, sg_p1, sg_terms, save_h, store_v_seq):  # fmt: skip
+        spike_seq = torch.empty_like(x_seq)
+        h_seq = torch.empty_like(x_seq) if save_h else x_seq.new_empty(_EMPTY)
+        v_seq = torch.empty_like(x_seq) if store_v_seq else x_seq.new_empty(_EMPTY)
+        return spike_seq, h_seq, v_seq, torch.empty_like(v_init)
+
+    @multistep_backward.register_fake
+    def _(grad_spike, grad_v_seq, grad_v_last, h_seq, v_init, r_tau, neuron, *args):
+        grad_r_tau = h_seq.new_empty((1,) if neuron == PLIF else _EMPTY)
+        if neuron == PLIF:
+            grad_r_tau = grad_r_tau.to(r_tau.dtype)
+        return torch.empty_like(h_seq), torch.empty_like(v_init), grad_r_tau
+
+
+# -- autograd ------------------------------------------------------------------------
+
+_CONFIG_ARGS = (
+    "neuron",
+    "hard_reset",
+    "decay_input",
+    "detach_reset",
+    "r_tau_value",
+    "v_threshold",
+    "v_reset",
+    "sg_id",
+    "sg_p0",
+    "sg_p1",
+    "sg_terms",
+)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x_seq, v_init, r_tau, *config = inputs
+    _, h_seq, _, _ = output
+    ctx.config = dict(zip(_CONFIG_ARGS, config[: len(_CONFIG_ARGS)], strict=True))
+    ctx.has_r_tau = r_tau is not None
+    # Unused outputs (an empty v_seq, v_last nobody reads) then arrive as None instead
+    # of materialised zeros, which the kernel would otherwise read for nothing.
+    ctx.set_materialize_grads(False)
+    if ctx.has_r_tau:
+        ctx.save_for_backward(h_seq, v_init, r_tau)
+    else:
+        ctx.save_for_backward(h_seq, v_init)
+
+
+def _contiguous_or_none(grad: Tensor | None) -> Tensor | None:
+    return None if grad is None or grad.numel() == 0 else grad.contiguous()
+
+
+def _backward(ctx, grad_spike, grad_h, grad_v_seq, grad_v_last):
+    if ctx.has_r_tau:
+        h_seq, v_init, r_tau = ctx.saved_tensors
+    else:
+        (h_seq, v_init), r_tau = ctx.saved_tensors, None
+    if h_seq.numel() == 0:
+        raise RuntimeError(
+            "sj_triton: backward through a forward that ran in inference mode "
+            "(save_h=False); this is a bug in the caller"
+        )
+    grad_x, grad_v_init, grad_r_tau = multistep_backward(
+        _contiguous_or_none(grad_spike),
+        _contiguous_or_none(grad_v_seq),
+        _contiguous_or_none(grad_v_last),
+        h_seq,
+        v_init,
+        r_tau,
+        **ctx.config,
+    )
+    grads = [grad_x, grad_v_init, grad_r_tau if ctx.has_r_tau else None]
+    return (*grads,) + (None,) * 13
+
+
+multistep_forward.register_autograd(_backward, setup_context=_setup_context)
