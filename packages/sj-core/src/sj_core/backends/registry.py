@@ -237,7 +237,16 @@ def get_operator(backend: str, operator: str) -> Callable:
 
 
 def _load_operator(backend: str, operator: str) -> Callable:
-    info = get_backend(backend)
+    try:
+        info = get_backend(backend)
+    except (BackendNotInstalledError, UnknownBackendError):
+        if operator == "flexsn" and backend in ("triton", "inductor", "hop"):
+            # FlexSN's kernel backends come from sj-flexsn, whatever else is installed.
+            raise BackendNotInstalledError(
+                f"FlexSN backend {backend!r} is not installed: "
+                f"{FIRST_PARTY_OPERATORS[operator]}"
+            ) from None
+        raise
     spec = info.spec_for(operator)
     if spec is None:
         if operator == "flexsn" and operator in FIRST_PARTY_OPERATORS:
