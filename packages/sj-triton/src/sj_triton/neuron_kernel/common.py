@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
 from .._backend import interpreter_enabled
-from .ops import multistep_forward
+from .ops import MultistepFunction, launch_forward, multistep_forward
 from .surrogates import surrogate_args
 
 __all__ = ["SUPPORTED_DTYPES", "run_multistep"]
@@ -14,6 +16,9 @@ __all__ = ["SUPPORTED_DTYPES", "run_multistep"]
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Read once: torch.compile traces these functions, and a constant keeps os.environ out.
 _INTERPRETER = interpreter_enabled()
+# Eager calls normally bypass the torch.library dispatcher (MultistepFunction);
+# SJ_TRITON_EAGER_OPS=1 routes them through the registered ops too (for measuring).
+_EAGER_OPS = os.environ.get("SJ_TRITON_EAGER_OPS", "0") == "1"
 
 
 def _check_tensors(x_seq: Tensor, states: tuple[Tensor, ...]) -> None:
@@ -56,7 +61,7 @@ def run_multistep(
     surrogate_function: object,
     store_v_seq: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Validate, flatten to ``[T, NCL]``, run the operator, restore shapes.
+    """Validate and run the kernels (eager: ``MultistepFunction``; compiled: the ops).
 
     Returns ``(spike_seq [T, *S], v_last [*S], v_seq [T, *S] | None)``.
     """
@@ -68,10 +73,11 @@ def run_multistep(
     needs_grad = torch.is_grad_enabled() and (
         x_seq.requires_grad or v_init.requires_grad or (r_tau is not None and r_tau.requires_grad)
     )
-    spike_seq, _, v_seq, v_last = multistep_forward(
-        x_seq.contiguous().view(T, -1),
-        v_init.contiguous().view(-1),
-        r_tau,
+    # Contiguous [T, *S] tensors go to the kernel as they are (it sees [T, NCL]): no
+    # reshapes, so no extra autograd nodes per call.
+    x_seq = x_seq.contiguous()
+    v_init = v_init.contiguous()
+    config = (
         neuron,
         v_reset is not None,
         decay_input,
@@ -83,11 +89,17 @@ def run_multistep(
         sg_p0,
         sg_p1,
         sg_terms,
-        needs_grad,
-        store_v_seq,
     )
-    return (
-        spike_seq.view(x_seq.shape),
-        v_last.view(v_init.shape),
-        v_seq.view(x_seq.shape) if store_v_seq else None,
-    )
+    if _EAGER_OPS or torch.compiler.is_compiling():
+        spike_seq, _, v_seq, v_last = multistep_forward(
+            x_seq, v_init, r_tau, *config, needs_grad, store_v_seq
+        )
+        return spike_seq, v_last, v_seq if store_v_seq else None
+    if not needs_grad:
+        # Inference: no autograd node at all, just the launch.
+        spike_seq, _, v_seq, v_last = launch_forward(
+            lambda kernel: kernel, x_seq, v_init, r_tau, *config[:3], *config[4:7],
+            False, store_v_seq, allocate_unused=False,
+        )  # fmt: skip
+        return spike_seq, v_last, v_seq
+    return MultistepFunction.apply(x_seq, v_init, r_tau, config, needs_grad, store_v_seq)

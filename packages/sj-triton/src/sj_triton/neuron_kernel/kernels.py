@@ -1,6 +1,6 @@
 """The Triton kernels: one fused forward and one fused backward for IF, LIF and PLIF.
 
-Layout: the input is viewed as ``[T, NCL]`` (NCL = neurons per step, contiguous). One
+Layout: the input ``[T, *S]`` is contiguous memory ``[T, NCL]`` (NCL = neurons per step). One
 program owns ``BLOCK`` neurons and walks the time axis sequentially with its state in
 fp32 registers, so every element is read and written exactly once per pass:
 
@@ -51,7 +51,9 @@ def _after_reset(h, spiked, v_threshold, v_reset, HARD_RESET: tl.constexpr):
     return v
 
 
-@triton.jit
+# T is never specialised (T == 1 would otherwise compile its own variant); NCL is, on
+# divisibility by 16, which lets the per-step pointer increments keep 16-byte alignment.
+@triton.jit(do_not_specialize=["T"])
 def multistep_forward_kernel(
     x_ptr,  # [T, NCL] input
     v_init_ptr,  # [NCL]
@@ -79,6 +81,13 @@ def multistep_forward_kernel(
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < NCL
     out_dtype = spike_ptr.dtype.element_ty
+    # Scalars may arrive as fp64 (Inductor passes Python floats that way); the state
+    # must stay fp32 so the loop-carried types do not change.
+    r_tau = tl.cast(r_tau, tl.float32)
+    v_threshold = tl.cast(v_threshold, tl.float32)
+    v_reset = tl.cast(v_reset, tl.float32)
+    h_below = tl.cast(h_below, tl.float32)
+    h_at_or_above = tl.cast(h_at_or_above, tl.float32)
 
     v = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     r = r_tau
@@ -118,12 +127,13 @@ def multistep_forward_kernel(
     tl.store(v_last_ptr + offs, v.to(out_dtype), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def multistep_backward_kernel(
     grad_spike_ptr,  # [T, NCL] (HAS_GRAD_SPIKE)
     grad_v_seq_ptr,  # [T, NCL] (HAS_GRAD_V_SEQ)
     grad_v_last_ptr,  # [NCL] (HAS_GRAD_V_LAST)
     h_ptr,  # [T, NCL] pre-reset potential saved by the forward
+    x_ptr,  # [T, NCL] input (PLIF with decay_input: dH/d(1/tau) = X - (V[t-1] - V_r))
     v_init_ptr,  # [NCL] (PLIF: V[-1] for the r_tau gradient)
     r_tau_ptr,  # [1] (PLIF)
     grad_x_ptr,  # [T, NCL] out
@@ -151,6 +161,11 @@ def multistep_backward_kernel(
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < NCL
     out_dtype = grad_x_ptr.dtype.element_ty
+    r_tau = tl.cast(r_tau, tl.float32)
+    v_threshold = tl.cast(v_threshold, tl.float32)
+    v_reset = tl.cast(v_reset, tl.float32)
+    sg_p0 = tl.cast(sg_p0, tl.float32)
+    sg_p1 = tl.cast(sg_p1, tl.float32)
 
     r = r_tau
     if NEURON == 2:
@@ -163,11 +178,12 @@ def multistep_backward_kernel(
     grad_r = tl.zeros([BLOCK], dtype=tl.float32)
 
     # The host launches only for T >= 1. Start at step T - 1 and walk backwards.
-    last = (T - 1).to(tl.int64) * NCL
+    last = tl.cast(T - 1, tl.int64) * NCL
     h_ptrs = h_ptr + last + offs
     grad_x_ptrs = grad_x_ptr + last + offs
     grad_spike_ptrs = grad_spike_ptr + last + offs
     grad_v_seq_ptrs = grad_v_seq_ptr + last + offs
+    x_ptrs = x_ptr + last + offs
     if NEURON == 2:
         # PLIF needs V[t-1] for dH/d(1/tau); it is recovered from H[t-1], which the
         # next (earlier) step needs anyway, so H is carried from step to step.
@@ -215,8 +231,13 @@ def multistep_backward_kernel(
                 grad_x = grad_h
             g = grad_h * (1.0 - r)
             if NEURON == 2:
+                # dH/d(1/tau). Not (H - V[t-1]) * tau: that difference cancels badly
+                # when the input term is small against H (and H is stored rounded in
+                # fp16/bf16), so decay_input reads X instead.
                 if DECAY_INPUT:
-                    grad_r += grad_h * (h - v_prev) / r
+                    x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+                    grad_r += grad_h * (x - (v_prev - v_reset))
+                    x_ptrs -= NCL
                 else:
                     grad_r += grad_h * (v_reset - v_prev)
                 h = h_prev

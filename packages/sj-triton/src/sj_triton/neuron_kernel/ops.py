@@ -2,8 +2,8 @@
 
 Two operators, in namespace ``sj_triton``:
 
-* ``multistep_forward(x_seq [T, NCL], v_init [NCL], r_tau [1]?, ...)`` ->
-  ``(spike_seq [T, NCL], h_seq [T, NCL] | [0], v_seq [T, NCL] | [0], v_last [NCL])``
+* ``multistep_forward(x_seq [T, *S], v_init [*S], r_tau [1]?, ...)`` ->
+  ``(spike_seq [T, *S], h_seq [T, *S] | [0], v_seq [T, *S] | [0], v_last [*S])``
 * ``multistep_backward(grad_spike?, grad_v_seq?, grad_v_last?, h_seq, v_init, r_tau?, ...)``
   -> ``(grad_x_seq, grad_v_init, grad_r_tau)``
 
@@ -48,38 +48,38 @@ else:
 _EMPTY = (0,)
 
 
-@_register("multistep_forward")
-def multistep_forward(
+def launch_forward(
+    launcher,
     x_seq: Tensor,
     v_init: Tensor,
     r_tau: Tensor | None,
     neuron: int,
     hard_reset: bool,
     decay_input: bool,
-    detach_reset: bool,
     r_tau_value: float,
     v_threshold: float,
     v_reset: float,
-    sg_id: int,
-    sg_p0: float,
-    sg_p1: float,
-    sg_terms: int,
     save_h: bool,
     store_v_seq: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Run ``T`` steps. ``x_seq`` ``[T, NCL]`` and ``v_init`` ``[NCL]`` are contiguous.
+    allocate_unused: bool = True,
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    """Allocate the outputs and launch the forward kernel through ``launcher``.
 
-    ``detach_reset`` and the ``sg_*`` surrogate arguments are not used by the forward
-    kernel; they are here so that the registered autograd formula can read them.
+    ``x_seq`` ``[T, *S]`` (T >= 1) and ``v_init`` ``[*S]`` are contiguous; the kernel
+    sees them as ``[T, NCL]`` and ``[NCL]`` without any reshape. ``launcher`` is the
+    identity (eager) or ``wrap_triton`` (inside a ``triton_op``). Returns
+    ``(spike_seq, h_seq, v_seq, v_last)``; outputs that were not asked for are empty
+    tensors when ``allocate_unused`` (operators must return tensors), else ``None``.
     """
-    T, ncl = x_seq.shape
+    T = x_seq.shape[0]
+    ncl = v_init.numel()
     spike_seq = torch.empty_like(x_seq)
-    h_seq = torch.empty_like(x_seq) if save_h else x_seq.new_empty(_EMPTY)
-    v_seq = torch.empty_like(x_seq) if store_v_seq else x_seq.new_empty(_EMPTY)
+    h_seq = torch.empty_like(x_seq) if save_h else None
+    v_seq = torch.empty_like(x_seq) if store_v_seq else None
     v_last = torch.empty_like(v_init)
     block, num_warps = block_config(ncl)
     below, at_or_above = threshold_neighbours(v_threshold, x_seq.dtype)
-    _launcher(multistep_forward_kernel)[(triton.cdiv(ncl, block),)](
+    launcher(multistep_forward_kernel)[(triton.cdiv(ncl, block),)](
         x_seq,
         v_init,
         r_tau if r_tau is not None else v_init,
@@ -103,15 +103,19 @@ def multistep_forward(
         BLOCK=block,
         num_warps=num_warps,
     )
+    if allocate_unused:
+        h_seq = x_seq.new_empty(_EMPTY) if h_seq is None else h_seq
+        v_seq = x_seq.new_empty(_EMPTY) if v_seq is None else v_seq
     return spike_seq, h_seq, v_seq, v_last
 
 
-@_register("multistep_backward")
-def multistep_backward(
+def launch_backward(
+    launcher,
     grad_spike: Tensor | None,
     grad_v_seq: Tensor | None,
     grad_v_last: Tensor | None,
     h_seq: Tensor,
+    x_seq: Tensor | None,
     v_init: Tensor,
     r_tau: Tensor | None,
     neuron: int,
@@ -126,22 +130,25 @@ def multistep_backward(
     sg_p1: float,
     sg_terms: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Reverse-time pass. Returns ``(grad_x_seq, grad_v_init, grad_r_tau)``.
+    """Allocate the gradients and launch the backward kernel through ``launcher``.
 
-    ``grad_r_tau`` is ``[1]`` for PLIF and empty otherwise.
+    Returns ``(grad_x_seq, grad_v_init, grad_r_tau)``; ``grad_r_tau`` is ``[1]`` for
+    PLIF (per-program partial sums reduced on the device) and empty otherwise.
     """
-    T, ncl = h_seq.shape
+    T = h_seq.shape[0]
+    ncl = v_init.numel()
     grad_x_seq = torch.empty_like(h_seq)
     grad_v_init = torch.empty_like(v_init)
     block, num_warps = block_config(ncl)
     grid = triton.cdiv(ncl, block)
     is_plif = neuron == PLIF
     grad_r_partial = h_seq.new_empty((grid if is_plif else 0,), dtype=torch.float32)
-    _launcher(multistep_backward_kernel)[(grid,)](
+    launcher(multistep_backward_kernel)[(grid,)](
         grad_spike if grad_spike is not None else h_seq,
         grad_v_seq if grad_v_seq is not None else h_seq,
         grad_v_last if grad_v_last is not None else v_init,
         h_seq,
+        x_seq if x_seq is not None else h_seq,
         v_init,
         r_tau if r_tau is not None else v_init,
         grad_x_seq,
@@ -173,6 +180,69 @@ def multistep_backward(
     return grad_x_seq, grad_v_init, grad_r_tau
 
 
+def _identity(kernel):
+    return kernel
+
+
+@_register("multistep_forward")
+def multistep_forward(
+    x_seq: Tensor,
+    v_init: Tensor,
+    r_tau: Tensor | None,
+    neuron: int,
+    hard_reset: bool,
+    decay_input: bool,
+    detach_reset: bool,
+    r_tau_value: float,
+    v_threshold: float,
+    v_reset: float,
+    sg_id: int,
+    sg_p0: float,
+    sg_p1: float,
+    sg_terms: int,
+    save_h: bool,
+    store_v_seq: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Run ``T`` steps. ``x_seq`` ``[T, NCL]`` and ``v_init`` ``[NCL]`` are contiguous.
+
+    ``detach_reset`` and the ``sg_*`` surrogate arguments are not used by the forward
+    kernel; they are here so that the registered autograd formula can read them.
+    """
+    return launch_forward(
+        _launcher, x_seq, v_init, r_tau, neuron, hard_reset, decay_input,
+        r_tau_value, v_threshold, v_reset, save_h, store_v_seq,
+    )  # fmt: skip
+
+
+@_register("multistep_backward")
+def multistep_backward(
+    grad_spike: Tensor | None,
+    grad_v_seq: Tensor | None,
+    grad_v_last: Tensor | None,
+    h_seq: Tensor,
+    x_seq: Tensor | None,
+    v_init: Tensor,
+    r_tau: Tensor | None,
+    neuron: int,
+    hard_reset: bool,
+    decay_input: bool,
+    detach_reset: bool,
+    r_tau_value: float,
+    v_threshold: float,
+    v_reset: float,
+    sg_id: int,
+    sg_p0: float,
+    sg_p1: float,
+    sg_terms: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Reverse-time pass. Returns ``(grad_x_seq, grad_v_init, grad_r_tau)``."""
+    return launch_backward(
+        _launcher, grad_spike, grad_v_seq, grad_v_last, h_seq, x_seq, v_init, r_tau, neuron,
+        hard_reset, decay_input, detach_reset, r_tau_value, v_threshold, v_reset,
+        sg_id, sg_p0, sg_p1, sg_terms,
+    )  # fmt: skip
+
+
 if not USES_TRITON_OP:
     # custom_op needs explicit shape functions; triton_op derives them from the body.
 
@@ -185,7 +255,7 @@ if not USES_TRITON_OP:
         return spike_seq, h_seq, v_seq, torch.empty_like(v_init)
 
     @multistep_backward.register_fake
-    def _(grad_spike, grad_v_seq, grad_v_last, h_seq, v_init, r_tau, neuron, *args):
+    def _(grad_spike, grad_v_seq, grad_v_last, h_seq, x_seq, v_init, r_tau, neuron, *args):
         grad_r_tau = h_seq.new_empty((1,) if neuron == PLIF else _EMPTY)
         if neuron == PLIF:
             grad_r_tau = grad_r_tau.to(r_tau.dtype)
@@ -209,6 +279,11 @@ _CONFIG_ARGS = (
 )
 
 
+def needs_x_in_backward(neuron: int, decay_input: bool) -> bool:
+    """PLIF with decay_input reads X in the backward (for the 1/tau gradient)."""
+    return neuron == PLIF and decay_input
+
+
 def _setup_context(ctx, inputs, output) -> None:
     x_seq, v_init, r_tau, *config = inputs
     _, h_seq, _, _ = output
@@ -217,10 +292,8 @@ def _setup_context(ctx, inputs, output) -> None:
     # Unused outputs (an empty v_seq, v_last nobody reads) then arrive as None instead
     # of materialised zeros, which the kernel would otherwise read for nothing.
     ctx.set_materialize_grads(False)
-    if ctx.has_r_tau:
-        ctx.save_for_backward(h_seq, v_init, r_tau)
-    else:
-        ctx.save_for_backward(h_seq, v_init)
+    keep_x = needs_x_in_backward(ctx.config["neuron"], ctx.config["decay_input"])
+    ctx.save_for_backward(h_seq, x_seq if keep_x else None, v_init, r_tau)
 
 
 def _contiguous_or_none(grad: Tensor | None) -> Tensor | None:
@@ -228,10 +301,7 @@ def _contiguous_or_none(grad: Tensor | None) -> Tensor | None:
 
 
 def _backward(ctx, grad_spike, grad_h, grad_v_seq, grad_v_last):
-    if ctx.has_r_tau:
-        h_seq, v_init, r_tau = ctx.saved_tensors
-    else:
-        (h_seq, v_init), r_tau = ctx.saved_tensors, None
+    h_seq, x_seq, v_init, r_tau = ctx.saved_tensors
     if h_seq.numel() == 0:
         raise RuntimeError(
             "sj_triton: backward through a forward that ran in inference mode "
@@ -242,6 +312,7 @@ def _backward(ctx, grad_spike, grad_h, grad_v_seq, grad_v_last):
         _contiguous_or_none(grad_v_seq),
         _contiguous_or_none(grad_v_last),
         h_seq,
+        x_seq,
         v_init,
         r_tau,
         **ctx.config,
@@ -251,3 +322,48 @@ def _backward(ctx, grad_spike, grad_h, grad_v_seq, grad_v_last):
 
 
 multistep_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+# -- eager path -------------------------------------------------------------------------
+
+
+class MultistepFunction(torch.autograd.Function):
+    """The same computation as the registered ops, for eager mode.
+
+    Dispatching a ``torch.library`` operator and its registered autograd costs tens of
+    microseconds per call in Python; at small ``T`` that is as long as the kernels
+    themselves, so eager calls launch the kernels directly. ``torch.compile`` traces
+    the registered ops instead (see ``common.run_multistep``).
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, v_init, r_tau, config, save_h, store_v_seq):
+        (neuron, hard_reset, decay_input, _, r_tau_value, v_threshold, v_reset) = config[:7]
+        spike_seq, h_seq, v_seq, v_last = launch_forward(
+            _identity, x_seq, v_init, r_tau, neuron, hard_reset, decay_input,
+            r_tau_value, v_threshold, v_reset, save_h, store_v_seq, allocate_unused=False,
+        )  # fmt: skip
+        ctx.config = config
+        ctx.has_r_tau = r_tau is not None
+        ctx.set_materialize_grads(False)
+        if save_h:
+            keep_x = needs_x_in_backward(neuron, decay_input)
+            ctx.save_for_backward(h_seq, x_seq if keep_x else None, v_init, r_tau)
+        # Only real outputs: every returned tensor costs autograd bookkeeping per call.
+        return spike_seq, v_last, v_seq
+
+    @staticmethod
+    def backward(ctx, grad_spike, grad_v_last, grad_v_seq):
+        h_seq, x_seq, v_init, r_tau = ctx.saved_tensors
+        grad_x, grad_v_init, grad_r_tau = launch_backward(
+            _identity,
+            _contiguous_or_none(grad_spike),
+            _contiguous_or_none(grad_v_seq),
+            _contiguous_or_none(grad_v_last),
+            h_seq,
+            x_seq,
+            v_init,
+            r_tau,
+            *ctx.config,
+        )
+        return grad_x, grad_v_init, grad_r_tau if ctx.has_r_tau else None, None, None, None

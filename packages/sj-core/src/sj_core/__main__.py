@@ -1,0 +1,7 @@
+"""``python -m sj_core info``."""
+
+import sys
+
+from .info import main
+
+sys.exit(main())
