@@ -1,0 +1,236 @@
+"""Multi-step neuron kernels against the memory-bandwidth floor (GPU).
+
+For each backend, neuron (IF/LIF/PLIF), dtype and T, with N neurons per step, prints
+inference and forward+backward times, effective bandwidth, and the percentage of the
+floor: the time a device-to-device copy of the same number of bytes takes, measured in
+the same run. Bytes per element per step: inference 2 x dtype (read x, write spike);
+forward+backward 6 x dtype (read x, write spike, write H; read grad_spike, read H,
+write grad_x).
+
+    python benchmarks/bench_neurons.py                     # triton + torch loop
+    python benchmarks/bench_neurons.py --backends triton cupy flexsn torch
+    python benchmarks/bench_neurons.py --sweep             # block-size sweep (triton)
+
+Results go to stdout as a markdown table (and to --json if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+NEURONS = ("if", "lif", "plif")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Row:
+    backend: str
+    neuron: str
+    dtype: str
+    T: int
+    N: int
+    mode: str  # "inference eager", "inference graph", "fwd+bwd eager", "fwd+bwd graph"
+    ms: float
+    gbps: float
+    floor_pct: float
+
+
+def bench_ms(fn: Callable[[], object], warmup: int = 10, reps: int = 50) -> float:
+    """Median time of ``fn`` in milliseconds, timed with CUDA events."""
+    import triton.testing
+
+    return float(triton.testing.do_bench(fn, warmup=warmup, rep=reps, return_mode="median"))
+
+
+def copy_bandwidth(n_bytes: int = 1 << 30) -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read plus written."""
+    src = torch.randn(n_bytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    ms = bench_ms(lambda: dst.copy_(src), warmup=10, reps=100)
+    return 2 * n_bytes / (ms * 1e-3)
+
+
+def _surrogate():
+    from sj_core.surrogate import Sigmoid
+
+    return Sigmoid()
+
+
+def make_operator(backend: str, neuron: str) -> Callable:
+    """The operator-contract function ``(x_seq, v_init, [r_tau]) -> outputs`` to time."""
+    kwargs = dict(v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate_function=_surrogate())
+    if neuron == "lif":
+        kwargs.update(tau=2.0, decay_input=True)
+    if neuron == "plif":
+        kwargs.update(decay_input=True)
+    if backend == "flexsn":
+        return make_flexsn_lif(kwargs) if neuron == "lif" else None
+    from sj_core import backends
+
+    op = backends.get_operator(backend, f"{neuron}.multi_step")
+
+    def run(x_seq, v_init, *tensors):
+        return op(x_seq, v_init, *tensors, store_v_seq=False, **kwargs)
+
+    return run
+
+
+def make_flexsn_lif(kwargs: dict) -> Callable | None:
+    """FlexSN kernel for a LIF core equivalent to LIFNode(tau=2, hard reset at 0)."""
+    try:
+        from sj_core.neuron.flexsn import FlexSNKernel
+    except ImportError:
+        return None
+    surrogate = kwargs["surrogate_function"]
+
+    def lif_core(x, v):
+        h = v + (x - v) / 2.0
+        s = surrogate(h - 1.0)
+        return s, s * 0.0 + (1.0 - s) * h
+
+    kernel = FlexSNKernel(lif_core, num_inputs=1, num_states=1, num_outputs=1)
+
+    def run(x_seq, v_init):
+        spike_seq, v_seq = kernel(x_seq, v_init)
+        return spike_seq, v_seq[-1], None
+
+    return run
+
+
+def measure(
+    backend: str, neuron: str, dtype: torch.dtype, T: int, N: int, bw: float, graphs: bool = True
+) -> list[Row]:
+    op = make_operator(backend, neuron)
+    if op is None:
+        return []
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.rand((T, N), device="cuda", generator=gen).mul_(1.5).to(dtype)
+    v0 = torch.zeros(N, device="cuda", dtype=dtype)
+    tensors = (torch.tensor([0.5], device="cuda"),) if neuron == "plif" else ()
+    element = torch.finfo(dtype).bits // 8
+    rows = []
+
+    def infer():
+        with torch.no_grad():
+            return op(x, v0, *tensors)
+
+    xg = x.clone().requires_grad_()
+    grad = torch.rand_like(x)
+    extra = tuple(t.clone().requires_grad_() for t in tensors)
+
+    def train():
+        spike_seq = op(xg, v0, *extra)[0]
+        return torch.autograd.grad(spike_seq, (xg, *extra), grad)
+
+    for mode, fn, per_element in (("inference", infer, 2), ("fwd+bwd", train, 6)):
+        n_bytes = per_element * element * T * N
+        timings = [("eager", bench_ms(fn, reps=30 if backend == "torch" else 100))]
+        if graphs and backend != "torch":
+            timings.append(("graph", bench_ms(graphed(fn), reps=100)))
+        for how, ms in timings:
+            gbps = n_bytes / (ms * 1e-3) / 1e9
+            floor_pct = 100.0 * (n_bytes / bw) / (ms * 1e-3)
+            rows.append(
+                Row(backend, neuron, _name(dtype), T, N, f"{mode} {how}", ms, gbps, floor_pct)
+            )
+    return rows
+
+
+def graphed(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` captured once in a CUDA graph; the returned callable replays it."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm up (compilation, allocator) outside the capture
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def _name(dtype: torch.dtype) -> str:
+    return next(k for k, v in DTYPES.items() if v == dtype)
+
+
+def sweep(N: int, bw: float) -> None:
+    """Try (BLOCK, num_warps) variants of the Triton kernels on LIF fp32."""
+    from sj_triton.neuron_kernel import launch, ops
+
+    original = launch.block_config
+    print("| BLOCK | warps | T | inference % | fwd+bwd % |")
+    print("|---|---|---|---|---|")
+    for block, warps in ((256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8), (4096, 16)):
+        ops.block_config = lambda ncl, b=block, w=warps: (b, w)
+        for T in (4, 8, 64):
+            inf, train = measure("triton", "lif", torch.float32, T, N, bw, graphs=False)
+            print(f"| {block} | {warps} | {T} | {inf.floor_pct:.1f} | {train.floor_pct:.1f} |")
+    ops.block_config = original
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["triton", "torch"])
+    parser.add_argument("--neurons", nargs="+", default=list(NEURONS))
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES))
+    parser.add_argument("--T", nargs="+", type=int, default=[4, 8, 64])
+    parser.add_argument("--N", type=int, default=4 * 1024 * 1024)
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_neurons needs a CUDA device", file=sys.stderr)
+        return 2
+
+    import triton
+
+    bw = copy_bandwidth()
+    print(
+        f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; "
+        f"triton {triton.__version__}; python {platform.python_version()}"
+    )
+    print(f"copy bandwidth (read+write): {bw / 1e12:.3f} TB/s; N = {args.N} neurons per step\n")
+    if args.sweep:
+        sweep(args.N, bw)
+        return 0
+
+    rows: list[Row] = []
+    print("| backend | neuron | dtype | T | mode | time (ms) | GB/s | % of floor |")
+    print("|---|---|---|---|---|---|---|---|")
+    for backend in args.backends:
+        for neuron in args.neurons:
+            for dtype_name in args.dtypes:
+                for T in args.T:
+                    if backend == "torch" and T == 64 and dtype_name != "fp32":
+                        continue  # the torch loop is the slow baseline; one dtype is enough
+                    try:
+                        new = measure(backend, neuron, DTYPES[dtype_name], T, args.N, bw)
+                    except Exception as exc:  # report and go on with the other rows
+                        print(
+                            f"| {backend} | {neuron} | {dtype_name} | {T} | error: "
+                            f"{type(exc).__name__}: {str(exc)[:120]} | | | |"
+                        )
+                        continue
+                    for r in new:
+                        print(
+                            f"| {r.backend} | {r.neuron} | {r.dtype} | {r.T} | {r.mode} | "
+                            f"{r.ms:.3f} | {r.gbps:.0f} | {r.floor_pct:.1f} |",
+                            flush=True,
+                        )
+                    rows += new
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"copy_bandwidth": bw, "rows": [asdict(r) for r in rows]}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
