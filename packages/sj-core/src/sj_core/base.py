@@ -109,7 +109,7 @@ class MemoryModule(nn.Module, StepModule):
     def __init__(self) -> None:
         super().__init__()
         self._memory_reset_values: dict[str, Any] = {}
-        self._step_mode = "s"
+        self._step_mode = self.supported_step_mode()[0]
 
     # -- registration and access -------------------------------------------------------
 
@@ -180,6 +180,21 @@ class MemoryModule(nn.Module, StepModule):
         if name not in self._memory_reset_values:
             raise KeyError(f"{type(self).__name__} has no memory {name!r}")
         self._memory_reset_values[name] = copy.deepcopy(value)
+
+    def __deepcopy__(self, memo: dict) -> MemoryModule:
+        # After a training forward a memory can be a non-leaf tensor of the autograd
+        # graph, which Tensor.__deepcopy__ refuses; copy memories' values detached, as
+        # pickling does, and everything else as usual.
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        memory_names = self.__dict__["_memory_reset_values"]
+        for key, value in self.__dict__.items():
+            if key in memory_names and isinstance(value, torch.Tensor):
+                new.__dict__[key] = value.detach().clone()
+            else:
+                new.__dict__[key] = copy.deepcopy(value, memo)
+        return new
 
     def _apply(self, fn, recurse=True):
         # Memories are plain attributes, so nn.Module does not move them; do it here so

@@ -8,6 +8,7 @@ for users to copy and modify.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -34,7 +35,10 @@ def check_float(name: str, value: Any, *, allow_none: bool = False) -> float | N
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         accepted = "a float or None" if allow_none else "a float"
         raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
-    return float(value)
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got nan")
+    return value
 
 
 def check_bool(name: str, value: Any) -> bool:
