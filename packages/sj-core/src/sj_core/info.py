@@ -39,6 +39,17 @@ def _device_line() -> str:
     return "no CUDA device (CPU only)"
 
 
+def _status(info: backends.BackendInfo) -> str:
+    """'available', or why not. A backend assembled from several distributions (sj-flexsn
+    adds the flexsn operator to triton) is available only if each of them is."""
+    problems = []
+    for spec in info.specs:
+        ok, reason = spec.available()
+        if not ok:
+            problems.append(reason if len(info.specs) == 1 else f"{spec.distribution}: {reason}")
+    return "available" if not problems else "unavailable: " + "; ".join(problems)
+
+
 def environment_report() -> str:
     """A readable report: versions, device, and each backend with status and operators.
 
@@ -61,9 +72,7 @@ def environment_report() -> str:
         warnings.simplefilter("always")
         infos = backends.list_backends()
     for info in infos:
-        ok, reason = info.available()
-        status = "available" if ok else f"unavailable: {reason}"
-        lines.append(f"  {info.name:<10} [{', '.join(info.distributions)}] {status}")
+        lines.append(f"  {info.name:<10} [{', '.join(info.distributions)}] {_status(info)}")
         for key in sorted(info.operators):
             lines.append(f"      {key}")
     for warning in caught:

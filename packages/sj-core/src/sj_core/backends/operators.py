@@ -3,7 +3,9 @@
 A neuron module asks the registry for ``(backend, operator key)`` and calls the function
 it gets back. The key fixes the signature, so a third-party backend only needs to
 implement these functions. Shapes: ``x_seq`` is ``[T, *S]`` (``S`` the per-step shape,
-any rank), ``v_init`` and every state are ``[*S]``; all tensors share dtype and device.
+any rank), ``v_init`` and every state are ``[*S]``; all tensors share dtype and device,
+except PLIF's ``r_tau``, which keeps its parameter's dtype (float32 when the input is
+float16/bfloat16).
 
 Multi-step neuron operators (``<neuron>.multi_step``) take keyword arguments after the
 first tensors and return ``(spike_seq, v_last, v_seq)``: ``spike_seq`` is ``[T, *S]``,
