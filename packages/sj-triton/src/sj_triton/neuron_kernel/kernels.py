@@ -155,6 +155,7 @@ def multistep_backward_kernel(
     HAS_GRAD_SPIKE: tl.constexpr,
     HAS_GRAD_V_SEQ: tl.constexpr,
     HAS_GRAD_V_LAST: tl.constexpr,
+    WRITE_GRAD_V_INIT: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -244,6 +245,7 @@ def multistep_backward_kernel(
         tl.store(grad_x_ptrs, grad_x.to(out_dtype), mask=mask)
         grad_x_ptrs -= NCL
         h_ptrs -= NCL
-    tl.store(grad_v_init_ptr + offs, g.to(out_dtype), mask=mask)
+    if WRITE_GRAD_V_INIT:
+        tl.store(grad_v_init_ptr + offs, g.to(out_dtype), mask=mask)
     if NEURON == 2:
         tl.store(grad_r_partial_ptr + pid, tl.sum(tl.where(mask, grad_r, 0.0), axis=0))

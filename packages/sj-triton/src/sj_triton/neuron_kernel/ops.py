@@ -129,16 +129,19 @@ def launch_backward(
     sg_p0: float,
     sg_p1: float,
     sg_terms: int,
+    need_grad_v_init: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Allocate the gradients and launch the backward kernel through ``launcher``.
 
     Returns ``(grad_x_seq, grad_v_init, grad_r_tau)``; ``grad_r_tau`` is ``[1]`` for
-    PLIF (per-program partial sums reduced on the device) and empty otherwise.
+    PLIF (per-program partial sums reduced on the device) and empty otherwise;
+    ``grad_v_init`` is empty unless ``need_grad_v_init`` (the initial state usually
+    needs no gradient after a reset, and then the kernel skips that write).
     """
     T = h_seq.shape[0]
     ncl = v_init.numel()
     grad_x_seq = torch.empty_like(h_seq)
-    grad_v_init = torch.empty_like(v_init)
+    grad_v_init = torch.empty_like(v_init) if need_grad_v_init else h_seq.new_empty(_EMPTY)
     block, num_warps = block_config(ncl)
     grid = triton.cdiv(ncl, block)
     is_plif = neuron == PLIF
@@ -152,8 +155,8 @@ def launch_backward(
         v_init,
         r_tau if r_tau is not None else v_init,
         grad_x_seq,
-        grad_v_init,
-        grad_r_partial if is_plif else grad_v_init,
+        grad_v_init if need_grad_v_init else grad_x_seq,
+        grad_r_partial if is_plif else grad_x_seq,
         T,
         ncl,
         r_tau_value,
@@ -170,6 +173,7 @@ def launch_backward(
         HAS_GRAD_SPIKE=grad_spike is not None,
         HAS_GRAD_V_SEQ=grad_v_seq is not None,
         HAS_GRAD_V_LAST=grad_v_last is not None,
+        WRITE_GRAD_V_INIT=need_grad_v_init,
         BLOCK=block,
         num_warps=num_warps,
     )
@@ -234,12 +238,13 @@ def multistep_backward(
     sg_p0: float,
     sg_p1: float,
     sg_terms: int,
+    need_grad_v_init: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Reverse-time pass. Returns ``(grad_x_seq, grad_v_init, grad_r_tau)``."""
+    """Reverse-time pass. Returns ``(grad_x_seq, grad_v_init | [0], grad_r_tau | [0])``."""
     return launch_backward(
         _launcher, grad_spike, grad_v_seq, grad_v_last, h_seq, x_seq, v_init, r_tau, neuron,
         hard_reset, decay_input, detach_reset, r_tau_value, v_threshold, v_reset,
-        sg_id, sg_p0, sg_p1, sg_terms,
+        sg_id, sg_p0, sg_p1, sg_terms, need_grad_v_init,
     )  # fmt: skip
 
 
@@ -259,7 +264,9 @@ if not USES_TRITON_OP:
         grad_r_tau = h_seq.new_empty((1,) if neuron == PLIF else _EMPTY)
         if neuron == PLIF:
             grad_r_tau = grad_r_tau.to(r_tau.dtype)
-        return torch.empty_like(h_seq), torch.empty_like(v_init), grad_r_tau
+        need_grad_v_init = args[-1]
+        grad_v_init = torch.empty_like(v_init) if need_grad_v_init else h_seq.new_empty(_EMPTY)
+        return torch.empty_like(h_seq), grad_v_init, grad_r_tau
 
 
 # -- autograd ------------------------------------------------------------------------
@@ -316,8 +323,13 @@ def _backward(ctx, grad_spike, grad_h, grad_v_seq, grad_v_last):
         v_init,
         r_tau,
         **ctx.config,
+        need_grad_v_init=ctx.needs_input_grad[1],
     )
-    grads = [grad_x, grad_v_init, grad_r_tau if ctx.has_r_tau else None]
+    grads = [
+        grad_x,
+        grad_v_init if ctx.needs_input_grad[1] else None,
+        grad_r_tau if ctx.has_r_tau else None,
+    ]
     return (*grads,) + (None,) * 13
 
 
@@ -365,5 +377,7 @@ class MultistepFunction(torch.autograd.Function):
             v_init,
             r_tau,
             *ctx.config,
+            need_grad_v_init=ctx.needs_input_grad[1],
         )
+        grad_v_init = grad_v_init if ctx.needs_input_grad[1] else None
         return grad_x, grad_v_init, grad_r_tau if ctx.has_r_tau else None, None, None, None
