@@ -51,8 +51,9 @@ def _after_reset(h, spiked, v_threshold, v_reset, HARD_RESET: tl.constexpr):
     return v
 
 
-# T is never specialised (T == 1 would otherwise compile its own variant); NCL is, on
-# divisibility by 16, which lets the per-step pointer increments keep 16-byte alignment.
+# T is never specialised (T == 1 would otherwise compile its own variant). NCL is: on
+# divisibility by 16, which lets the per-step pointer increments keep 16-byte alignment
+# (and, as Triton does for every int argument, on NCL == 1).
 @triton.jit(do_not_specialize=["T"])
 def multistep_forward_kernel(
     x_ptr,  # [T, NCL] input
@@ -104,7 +105,9 @@ def multistep_forward_kernel(
         x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
         h = _charge(x, v, r, v_reset, NEURON, DECAY_INPUT)
         spiked = h >= v_threshold
-        tl.store(spike_ptrs, spiked.to(out_dtype), mask=mask)
+        # bool -> fp32 -> dtype: a direct int1 -> bf16 cast is not supported everywhere
+        # (it fails under the Triton 3.9 CPU interpreter).
+        tl.store(spike_ptrs, spiked.to(tl.float32).to(out_dtype), mask=mask)
         if SAVE_H:
             h_out = h.to(out_dtype)
             if FIX_H_ROUNDING:

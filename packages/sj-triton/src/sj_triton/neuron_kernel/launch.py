@@ -6,12 +6,13 @@ of a ``triton_op`` (no tensor data is read on the host).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import struct
 
 import torch
 
-__all__ = ["block_config", "threshold_neighbours", "LOW_PRECISION"]
+__all__ = ["block_config", "device_guard", "threshold_neighbours", "LOW_PRECISION"]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -26,6 +27,14 @@ def block_config(ncl: int) -> tuple[int, int]:
     if ncl >= 1 << 18:
         return 1024, 4
     return 256, 2
+
+
+def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Make ``tensor``'s GPU the current one while launching (Triton launches on the
+    current device and stream)."""
+    if tensor.is_cuda and tensor.device.index != torch.cuda.current_device():
+        return torch.cuda.device(tensor.device)
+    return contextlib.nullcontext()
 
 
 def _fp32_bits(value: float) -> int:
@@ -76,6 +85,11 @@ def threshold_neighbours(v_threshold: float, dtype: torch.dtype) -> tuple[float,
     """
     if dtype not in LOW_PRECISION:
         return v_threshold, v_threshold
+    largest = torch.finfo(dtype).max
+    if v_threshold > largest:  # every finite H of this dtype is below the threshold
+        return largest, float("inf")
+    if v_threshold < -largest:
+        return float("-inf"), -largest
     bits = _round_bits(v_threshold, dtype)
     value = _to_float(bits, dtype)
     if value >= v_threshold:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .._backend import interpreter_enabled
 from .kernels import PLIF, multistep_backward_kernel, multistep_forward_kernel
-from .launch import LOW_PRECISION, block_config, threshold_neighbours
+from .launch import LOW_PRECISION, block_config, device_guard, threshold_neighbours
 
 __all__ = ["USES_TRITON_OP", "multistep_forward", "multistep_backward"]
 
@@ -79,30 +79,31 @@ def launch_forward(
     v_last = torch.empty_like(v_init)
     block, num_warps = block_config(ncl)
     below, at_or_above = threshold_neighbours(v_threshold, x_seq.dtype)
-    launcher(multistep_forward_kernel)[(triton.cdiv(ncl, block),)](
-        x_seq,
-        v_init,
-        r_tau if r_tau is not None else v_init,
-        spike_seq,
-        h_seq if save_h else spike_seq,
-        v_seq if store_v_seq else spike_seq,
-        v_last,
-        T,
-        ncl,
-        r_tau_value,
-        v_threshold,
-        v_reset,
-        below,
-        at_or_above,
-        NEURON=neuron,
-        HARD_RESET=hard_reset,
-        DECAY_INPUT=decay_input,
-        SAVE_H=save_h,
-        STORE_V_SEQ=store_v_seq,
-        FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION,
-        BLOCK=block,
-        num_warps=num_warps,
-    )
+    with device_guard(x_seq):
+        launcher(multistep_forward_kernel)[(triton.cdiv(ncl, block),)](
+            x_seq,
+            v_init,
+            r_tau if r_tau is not None else v_init,
+            spike_seq,
+            h_seq if save_h else spike_seq,
+            v_seq if store_v_seq else spike_seq,
+            v_last,
+            T,
+            ncl,
+            r_tau_value,
+            v_threshold,
+            v_reset,
+            below,
+            at_or_above,
+            NEURON=neuron,
+            HARD_RESET=hard_reset,
+            DECAY_INPUT=decay_input,
+            SAVE_H=save_h,
+            STORE_V_SEQ=store_v_seq,
+            FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION,
+            BLOCK=block,
+            num_warps=num_warps,
+        )
     if allocate_unused:
         h_seq = x_seq.new_empty(_EMPTY) if h_seq is None else h_seq
         v_seq = x_seq.new_empty(_EMPTY) if v_seq is None else v_seq
@@ -146,37 +147,38 @@ def launch_backward(
     grid = triton.cdiv(ncl, block)
     is_plif = neuron == PLIF
     grad_r_partial = h_seq.new_empty((grid if is_plif else 0,), dtype=torch.float32)
-    launcher(multistep_backward_kernel)[(grid,)](
-        grad_spike if grad_spike is not None else h_seq,
-        grad_v_seq if grad_v_seq is not None else h_seq,
-        grad_v_last if grad_v_last is not None else v_init,
-        h_seq,
-        x_seq if x_seq is not None else h_seq,
-        v_init,
-        r_tau if r_tau is not None else v_init,
-        grad_x_seq,
-        grad_v_init if need_grad_v_init else grad_x_seq,
-        grad_r_partial if is_plif else grad_x_seq,
-        T,
-        ncl,
-        r_tau_value,
-        v_threshold,
-        v_reset,
-        sg_p0,
-        sg_p1,
-        NEURON=neuron,
-        HARD_RESET=hard_reset,
-        DECAY_INPUT=decay_input,
-        DETACH_RESET=detach_reset,
-        SG=sg_id,
-        SG_TERMS=sg_terms,
-        HAS_GRAD_SPIKE=grad_spike is not None,
-        HAS_GRAD_V_SEQ=grad_v_seq is not None,
-        HAS_GRAD_V_LAST=grad_v_last is not None,
-        WRITE_GRAD_V_INIT=need_grad_v_init,
-        BLOCK=block,
-        num_warps=num_warps,
-    )
+    with device_guard(h_seq):
+        launcher(multistep_backward_kernel)[(grid,)](
+            grad_spike if grad_spike is not None else h_seq,
+            grad_v_seq if grad_v_seq is not None else h_seq,
+            grad_v_last if grad_v_last is not None else v_init,
+            h_seq,
+            x_seq if x_seq is not None else h_seq,
+            v_init,
+            r_tau if r_tau is not None else v_init,
+            grad_x_seq,
+            grad_v_init if need_grad_v_init else grad_x_seq,
+            grad_r_partial if is_plif else grad_x_seq,
+            T,
+            ncl,
+            r_tau_value,
+            v_threshold,
+            v_reset,
+            sg_p0,
+            sg_p1,
+            NEURON=neuron,
+            HARD_RESET=hard_reset,
+            DECAY_INPUT=decay_input,
+            DETACH_RESET=detach_reset,
+            SG=sg_id,
+            SG_TERMS=sg_terms,
+            HAS_GRAD_SPIKE=grad_spike is not None,
+            HAS_GRAD_V_SEQ=grad_v_seq is not None,
+            HAS_GRAD_V_LAST=grad_v_last is not None,
+            WRITE_GRAD_V_INIT=need_grad_v_init,
+            BLOCK=block,
+            num_warps=num_warps,
+        )
     if is_plif:
         grad_r_tau = grad_r_partial.sum().reshape(1).to(r_tau.dtype)
     else:
@@ -366,6 +368,12 @@ class MultistepFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spike, grad_v_last, grad_v_seq):
+        if torch.is_grad_enabled():
+            # create_graph=True would silently drop the second-order terms.
+            raise RuntimeError(
+                "sj_triton kernels have no second derivative (create_graph=True); "
+                "use backend='torch' for higher-order gradients"
+            )
         h_seq, x_seq, v_init, r_tau = ctx.saved_tensors
         grad_x, grad_v_init, grad_r_tau = launch_backward(
             _identity,
