@@ -8,7 +8,6 @@ for users to copy and modify.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -17,61 +16,17 @@ import torch
 
 from .. import backends
 from ..base import MemoryModule
-from ..surrogate import Sigmoid, SurrogateFunctionBase
+from ..surrogate import SurrogateFunctionBase
 from .dynamics import reset_potential
+from .nonspiking import NonSpikingBaseNode
+from .validation import check_bool, check_float, check_input, check_surrogate
 
-__all__ = ["BaseNode", "SimpleBaseNode", "check_float", "check_bool"]
+__all__ = ["BaseNode", "NonSpikingBaseNode", "SimpleBaseNode", "check_bool", "check_float"]
 
 # Hooks that define a neuron's math. A subclass that overrides one of them computes
 # something the parent's kernels do not, so it loses the parent's kernel backends
 # (see BaseNode.__init_subclass__).
 _MATH_HOOKS = ("neuronal_charge", "neuronal_fire", "neuronal_reset", "single_step_forward")
-
-
-def check_float(name: str, value: Any, *, allow_none: bool = False) -> float | None:
-    """``value`` as a float; ``TypeError`` naming ``name`` if it is not a real number."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        accepted = "a float or None" if allow_none else "a float"
-        raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must be a number, got nan")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """``value`` if it is a bool; ``TypeError`` naming ``name`` otherwise."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def _check_surrogate(surrogate_function: Any) -> Callable:
-    if surrogate_function is None:
-        return Sigmoid(alpha=4.0)
-    if not callable(surrogate_function):
-        raise TypeError(
-            "surrogate_function must be a sj_core.surrogate.SurrogateFunctionBase (or a "
-            f"callable), got {type(surrogate_function).__name__}"
-        )
-    return surrogate_function
-
-
-def _check_input(module: torch.nn.Module, x: torch.Tensor, step_mode: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{type(module).__name__} expects a tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{type(module).__name__} expects a floating-point input "
-            f"(float16, bfloat16, float32 or float64), got {x.dtype}"
-        )
-    if step_mode == "m" and x.dim() < 2:
-        raise ValueError(
-            f"{type(module).__name__} in step_mode 'm' expects an input of shape "
-            f"[T, N, *] (at least 2-D), got shape {tuple(x.shape)}"
-        )
 
 
 def step_like(x_seq: torch.Tensor) -> torch.Tensor:
@@ -129,7 +84,7 @@ class BaseNode(MemoryModule):
         v_reset = check_float("v_reset", v_reset, allow_none=True)
         detach_reset = check_bool("detach_reset", detach_reset)
         store_v_seq = check_bool("store_v_seq", store_v_seq)
-        surrogate_function = _check_surrogate(surrogate_function)
+        surrogate_function = check_surrogate(surrogate_function)
         super().__init__()
         self.register_memory("v", 0.0 if v_reset is None else v_reset)
         self.v_threshold = v_threshold
@@ -319,7 +274,7 @@ class BaseNode(MemoryModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[N, *]`` in step mode ``'s'``, ``[T, N, *]`` in ``'m'``; returns spikes
         of the same shape (or the surrogate's primitive when it has ``spiking=False``)."""
-        _check_input(self, x, self.step_mode)
+        check_input(self, x, self.step_mode)
         backend = self._backend
         if backend == "torch":
             self.last_backend = "torch"
@@ -370,7 +325,7 @@ class SimpleBaseNode(MemoryModule):
         super().__init__()
         self.v_threshold = check_float("v_threshold", v_threshold)
         self.v_reset = check_float("v_reset", v_reset, allow_none=True)
-        self.surrogate_function = _check_surrogate(surrogate_function)
+        self.surrogate_function = check_surrogate(surrogate_function)
         self.detach_reset = check_bool("detach_reset", detach_reset)
         self.register_memory("v", 0.0 if v_reset is None else float(v_reset))
         self.step_mode = step_mode
@@ -400,7 +355,7 @@ class SimpleBaseNode(MemoryModule):
         return torch.stack([self.single_step_forward(x) for x in x_seq])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(self, x, self.step_mode)
+        check_input(self, x, self.step_mode)
         if self.step_mode == "s":
             return self.single_step_forward(x)
         return self.multi_step_forward(x)

@@ -11,9 +11,14 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "eif_charge",
     "if_charge",
+    "izhikevich_adapt",
+    "izhikevich_charge",
+    "izhikevich_jump",
     "lif_charge",
     "plif_charge",
+    "qif_charge",
     "reset_potential",
     "reset_voltage_or_zero",
 ]
@@ -71,3 +76,52 @@ def reset_potential(
     if v_reset is None:
         return h - spike_d * v_threshold
     return spike_d * v_reset + (1.0 - spike_d) * h
+
+
+def qif_charge(
+    x: torch.Tensor, v: torch.Tensor, tau: float, v_c: float, a0: float, v_rest: float
+) -> torch.Tensor:
+    """Quadratic IF: ``H = V + (X + a0 (V - v_rest)(V - v_c)) / tau``."""
+    return v + (x + a0 * (v - v_rest) * (v - v_c)) / tau
+
+
+def eif_charge(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    tau: float,
+    delta_T: float,
+    theta_rh: float,
+    v_rest: float,
+) -> torch.Tensor:
+    """Exponential IF: ``H = V + (X + v_rest - V + delta_T e^((V - theta_rh) / delta_T)) / tau``."""
+    return v + (x + v_rest - v + delta_T * torch.exp((v - theta_rh) / delta_T)) / tau
+
+
+def izhikevich_charge(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    w: torch.Tensor,
+    tau: float,
+    v_c: float,
+    a0: float,
+    v_rest: float,
+) -> torch.Tensor:
+    """Izhikevich: ``H = V + (X + a0 (V - v_rest)(V - v_c) - W) / tau`` (``W`` the adaptation)."""
+    return v + (x + a0 * (v - v_rest) * (v - v_c) - w) / tau
+
+
+def izhikevich_adapt(
+    h: torch.Tensor, w: torch.Tensor, a: float, v_rest: float, tau_w: float
+) -> torch.Tensor:
+    """Sub-threshold adaptation, from the charged ``H`` (before firing and reset):
+    ``W' = W + (a (H - v_rest) - W) / tau_w``."""
+    return w + (a * (h - v_rest) - w) / tau_w
+
+
+def izhikevich_jump(w: torch.Tensor, spike: torch.Tensor, b: float) -> torch.Tensor:
+    """Spike-triggered adaptation after firing: ``W = W' + b S``.
+
+    ``S`` is never detached here, even with ``detach_reset`` (as in the reference system):
+    ``detach_reset`` concerns the membrane reset only.
+    """
+    return w + b * spike

@@ -7,8 +7,9 @@ import torch
 from ..surrogate import SurrogateFunctionBase
 from .base_node import BaseNode, SimpleBaseNode
 from .dynamics import if_charge
+from .nonspiking import NonSpikingIFNode
 
-__all__ = ["IFNode", "SimpleIFNode"]
+__all__ = ["IFNode", "NonSpikingIFNode", "SimpleIFNode"]
 
 
 class IFNode(BaseNode):

@@ -7,20 +7,12 @@ from typing import Any
 import torch
 
 from ..surrogate import SurrogateFunctionBase
-from .base_node import BaseNode, SimpleBaseNode, check_bool, check_float
+from .base_node import BaseNode, SimpleBaseNode
 from .dynamics import lif_charge
+from .nonspiking import NonSpikingLIFNode
+from .validation import check_bool, check_tau
 
-__all__ = ["LIFNode", "SimpleLIFNode", "check_tau"]
-
-
-def check_tau(name: str, tau: Any) -> float:
-    """``tau`` as a float; it must be > 1 so that the decay ``1 - 1/tau`` is in (0, 1)."""
-    tau = check_float(name, tau)
-    if not tau > 1.0:
-        raise ValueError(
-            f"{name} must be > 1 (so that the decay 1 - 1/{name} is in (0, 1)), got {tau}"
-        )
-    return tau
+__all__ = ["LIFNode", "NonSpikingLIFNode", "SimpleLIFNode", "check_tau"]
 
 
 class LIFNode(BaseNode):

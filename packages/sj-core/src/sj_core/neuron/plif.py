@@ -11,7 +11,7 @@ from torch import nn
 from ..surrogate import SurrogateFunctionBase
 from .base_node import BaseNode, check_bool
 from .dynamics import plif_charge
-from .lif import check_tau
+from .validation import check_tau
 
 __all__ = ["ParametricLIFNode"]
 
