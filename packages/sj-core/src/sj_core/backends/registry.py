@@ -243,8 +243,7 @@ def _load_operator(backend: str, operator: str) -> Callable:
         if operator == "flexsn" and backend in ("triton", "inductor", "hop"):
             # FlexSN's kernel backends come from sj-flexsn, whatever else is installed.
             raise BackendNotInstalledError(
-                f"FlexSN backend {backend!r} is not installed: "
-                f"{FIRST_PARTY_OPERATORS[operator]}"
+                f"FlexSN backend {backend!r} is not installed: {FIRST_PARTY_OPERATORS[operator]}"
             ) from None
         raise
     spec = info.spec_for(operator)
