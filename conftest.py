@@ -1,5 +1,9 @@
 """Shared test setup.
 
+This file lives at the repository root, not in ``tests/``: pytest puts a conftest's
+folder on ``sys.path``, and ``tests/`` there would let ``tests/cupy`` and
+``tests/triton`` pass for the real ``cupy`` and ``triton`` as namespace packages.
+
 Without a CUDA device, Triton kernels run under Triton's CPU interpreter; the variable
 must be set before anything imports triton, so it is set here, at collection start.
 Tests marked ``gpu`` are skipped, with the reason, when no CUDA device is present.

@@ -1,0 +1,171 @@
+"""The sj-cupy package without a GPU: imports, the backend entry, ``save_cuda_codes`` and
+compiling every generated kernel with ``nvcc``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sj_core import backends
+from sj_cupy import _backend
+from sj_cupy.codegen import all_variants, module_source
+from sj_cupy.neuron_kernel import save_cuda_codes
+
+NVCC = shutil.which("nvcc")
+INSTALL_HINT = "pip install 'sj-cupy[cuda12]' (or 'sj-cupy[cuda13]' for CUDA 13)"
+
+
+def test_import_does_not_import_cupy():
+    code = (
+        "import sys\n"
+        "import sj_cupy, sj_cupy._backend, sj_cupy.codegen, sj_cupy.neuron_kernel\n"
+        "import sj_cupy.operators, sj_cupy.ops\n"
+        "from sj_core import backends\n"
+        "backends.refresh(); backends.list_backends(warn=False)\n"
+        "assert 'cupy' not in sys.modules, 'cupy was imported'\n"
+        "print(sj_cupy.__version__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0.1.0"
+
+
+def test_backend_spec():
+    spec = _backend.BACKEND
+    assert (spec.name, spec.distribution, spec.devices, spec.priority) == (
+        "cupy",
+        "sj-cupy",
+        ("cuda",),
+        10,
+    )
+    assert set(spec.operators) == {
+        f"{n}.multi_step" for n in ("if", "lif", "plif", "qif", "eif", "izhikevich")
+    } | {"if.single_step", "lif.single_step"}
+    for target in spec.operators.values():  # every target exists
+        module_name, _, attribute = target.partition(":")
+        assert callable(getattr(importlib.import_module(module_name), attribute))
+
+
+@pytest.fixture
+def without_cupy(monkeypatch):
+    """Make ``find_spec('cupy')`` find nothing, whatever is installed."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "cupy" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    backends.refresh()
+    yield
+    monkeypatch.undo()
+    backends.refresh()
+
+
+def test_check_says_what_to_install(without_cupy):
+    assert _backend.BACKEND.available() == (False, f"CuPy is not installed: {INSTALL_HINT}")
+
+
+def test_get_operator_without_cupy_says_what_to_install(without_cupy):
+    if "cupy" not in backends.backend_names():
+        pytest.skip("the sj-cupy distribution is not installed (no 'cupy' entry point)")
+    with pytest.raises(backends.BackendUnavailableError) as error:
+        backends.get_operator("cupy", "lif.multi_step")
+    assert INSTALL_HINT in str(error.value)
+
+
+def test_a_directory_named_cupy_is_not_cupy(tmp_path, monkeypatch):
+    # This repository's tests/cupy is a namespace package "cupy" when tests/ is on
+    # sys.path; the check must not take it for CuPy.
+    (tmp_path / "cupy").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec("cupy")
+    assert spec is not None
+    if spec.origin is None:  # found the directory, not an installed CuPy
+        assert not _backend.cupy_installed()
+
+
+def test_save_cuda_codes_writes_every_variant(tmp_path):
+    path = tmp_path / "neuron_kernel_sample.cu"
+    save_cuda_codes(str(path))
+    text = path.read_text()
+    names = [v.kernel_name for v in all_variants()]
+    assert len(names) == 1584
+    for name in names:
+        assert f" {name}(\n" in text
+    assert text.count("#define SJ_CUPY_PRELUDE") == 1
+
+
+def _nvcc_ptx(source_path, output_path, extra=()):
+    return subprocess.Popen(
+        [
+            NVCC,
+            "-arch=sm_90",
+            "--ptx",
+            "--fmad=false",
+            *extra,
+            "-o",
+            str(output_path),
+            str(source_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
+def test_every_variant_compiles_with_nvcc(tmp_path):
+    # The whole save_cuda_codes output (1584 kernels), compiled to PTX in two halves at
+    # once (CI has two cores). Measured with nvcc 13.0 on the 2-core CI machine type:
+    # about 23 s of CPU time per half, 40 s wall (2.5 min when the cores were shared).
+    variants = list(all_variants())
+    halves = [variants[0::2], variants[1::2]]
+    whole = tmp_path / "all.cu"
+    save_cuda_codes(str(whole))
+    assert whole.read_text() == module_source(variants)
+    started = time.monotonic()
+    jobs = []
+    for index, half in enumerate(halves):
+        source = tmp_path / f"half{index}.cu"
+        source.write_text(module_source(half))
+        jobs.append(_nvcc_ptx(source, tmp_path / f"half{index}.ptx"))
+    for job in jobs:
+        output, _ = job.communicate(timeout=900)
+        assert job.returncode == 0, output[-5000:]
+        assert "warning" not in output.lower(), output[-5000:]
+    elapsed = time.monotonic() - started
+    print(f"nvcc --ptx of {len(variants)} kernels: {elapsed:.0f} s")
+    ptx = "".join((tmp_path / f"half{i}.ptx").read_text() for i in range(2))
+    for variant in variants:
+        assert f".entry {variant.kernel_name}(" in ptx
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
+def test_sample_kernels_assemble_with_ptxas(tmp_path):
+    # PTX-level checks (the inline cvt instructions of fp16, the shared-memory reduction)
+    # happen in ptxas: assemble one forward and one backward per neuron and dtype.
+    seen, sample = set(), []
+    for variant in all_variants():
+        key = (variant.neuron, variant.dtype, variant.direction)
+        if key not in seen:
+            seen.add(key)
+            sample.append(variant)
+    source = tmp_path / "sample.cu"
+    source.write_text(module_source(sample))
+    cubin = tmp_path / "sample.cubin"
+    result = subprocess.run(
+        [NVCC, "-arch=sm_90", "-cubin", "--fmad=false", "-o", str(cubin), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert cubin.stat().st_size > 0
+    assert os.path.getsize(cubin) > 1000
