@@ -98,8 +98,9 @@ def make_flexsn_lif(kwargs: dict) -> Callable | None:
     kernel = FlexSNKernel(lif_core, num_inputs=1, num_states=1, num_outputs=1)
 
     def run(x_seq, v_init):
-        spike_seq, v_seq = kernel(x_seq, v_init)
-        return spike_seq, v_seq[-1], None
+        # final_state: like the hand-written kernels without store_v_seq, no [T, N] v_seq.
+        spike_seq, v_last = kernel.kernel.final_state(x_seq, v_init)
+        return spike_seq, v_last, None
 
     return run
 

@@ -1,0 +1,72 @@
+"""The backend descriptions read by sj-core's registry (entry-point group ``sj.backends``).
+
+sj-flexsn adds the ``flexsn`` operator to the ``triton`` and ``inductor`` backends (both
+names run the same generated Triton kernels; sj-triton and sj-core contribute the other
+operators of those names) and provides the ``hop`` backend.
+
+Loading this module must stay cheap: it imports neither triton nor the kernels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from sj_core.backends import BackendSpec
+
+__all__ = ["HOP", "INDUCTOR", "TRITON", "interpreter_enabled"]
+
+
+def interpreter_enabled() -> bool:
+    """Whether Triton's CPU interpreter is switched on (``TRITON_INTERPRET=1``).
+
+    Read at every call, with the values Triton itself takes as true.
+    """
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "y",
+    )
+
+
+def _cuda_or_interpreter() -> tuple[bool, str]:
+    if torch.cuda.is_available() or interpreter_enabled():
+        return True, ""
+    return False, "no CUDA device (set TRITON_INTERPRET=1 to run the kernels on the CPU)"
+
+
+_TRITON_FLEXSN = {"flexsn": "sj_flexsn.factory:build_flexsn_kernel"}
+
+TRITON = BackendSpec(
+    name="triton",
+    distribution="sj-flexsn",
+    requirements=("triton>=3.2",),
+    check=_cuda_or_interpreter,
+    operators=_TRITON_FLEXSN,
+    devices=("cuda",),
+    priority=20,
+    description="FlexSN: Triton kernels generated from a user-defined neuron core",
+)
+
+INDUCTOR = BackendSpec(
+    name="inductor",
+    distribution="sj-flexsn",
+    requirements=("triton>=3.2",),
+    check=_cuda_or_interpreter,
+    operators=_TRITON_FLEXSN,
+    devices=("cuda",),
+    priority=-10,  # the same kernels as 'triton': 'auto' prefers that name
+    description="FlexSN: the same generated Triton kernels under the 'inductor' name",
+)
+
+HOP = BackendSpec(
+    name="hop",
+    distribution="sj-flexsn",
+    operators={"flexsn": "sj_flexsn.hop:build_hop_kernel"},
+    devices=("cpu", "cuda"),
+    priority=5,
+    description="FlexSN as a higher-order-op scan that torch.compile can capture",
+)
