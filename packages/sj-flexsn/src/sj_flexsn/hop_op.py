@@ -40,8 +40,8 @@ from typing import Any
 
 import torch
 from torch._C import DispatchKey
-from torch._higher_order_ops.utils import register_fake
 from torch._ops import HigherOrderOperator
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import ProxyTorchDispatchMode
 
 from .hop_eager import check_scan_args, empty_scan_results, probe_output_template_specs, run_scan
@@ -64,6 +64,32 @@ def scan_body(
             num_inputs, num_states, num_outputs, flat_args, specs, final_state
         )
     return run_scan(core_fn, num_inputs, num_states, num_outputs, flat_args, final_state)
+
+
+def _register_fake(hop: HigherOrderOperator, loop: Callable) -> None:
+    """Register ``loop`` as the fake-tensor implementation of ``hop``, on any torch >= 2.6.
+
+    Newer torch offers ``register_fake(..., skip_cache=True)`` (no fake-tensor caching:
+    ``core_fn`` differs between calls with equal tensor arguments); older releases lack
+    the keyword (2.11) or the function; there a ``FakeTensorMode`` implementation, which
+    is never cached, does the same.
+    """
+    try:
+        from torch._higher_order_ops.utils import register_fake
+    except ImportError:
+        register_fake = None
+    if register_fake is not None:
+        try:
+            register_fake(hop, loop, skip_cache=True)
+            return
+        except TypeError:
+            pass
+
+    def fake(mode: FakeTensorMode, *args: Any) -> Any:
+        with mode:
+            return loop(*args)
+
+    hop.py_impl(FakeTensorMode)(fake)
 
 
 class FlexSNScan(HigherOrderOperator):
@@ -104,7 +130,7 @@ class FlexSNScan(HigherOrderOperator):
         self.py_impl(DispatchKey.Autograd)(self._autograd)
         self.py_functionalize_impl(self._functionalize)
         self.py_impl(ProxyTorchDispatchMode)(self._trace)
-        register_fake(self, self._loop, skip_cache=True)
+        _register_fake(self, self._loop)
 
     def _autograd(self, core_fn: Callable, ni: int, ns: int, no: int, *flat_args: Any):
         # Not py_autograd_impl: it skips autograd when no *argument* requires grad, but an
