@@ -277,7 +277,9 @@ def test_low_precision_against_fp32_reference(dtype, T, shape):
     )
     unit_roundoff = 2.0**-11 if dtype == torch.float16 else 2.0**-8
     keep = ~_near_threshold_neurons(x_seq, v_init, unit_roundoff)
-    assert keep.float().mean() > 0.5  # most neurons are compared
+    # Every step gives a neuron another chance to come within rounding of the threshold,
+    # so the share left to compare falls with T (about half of them at T = 64 in bf16).
+    assert keep.float().mean() > (0.5 if T <= 16 else 0.3)  # many neurons are compared
 
     def kept(t):
         return t.reshape(-1, keep.numel())[:, keep] if t.dim() > len(shape) else t.flatten()[keep]

@@ -76,7 +76,9 @@ def _inputs(T=5):
 def _values_and_grads(net, x_seq, v0):
     outputs = net(x_seq, v0)
     g = torch.Generator().manual_seed(4)
-    loss = sum((o * torch.rand(o.shape, generator=g, dtype=o.dtype)).sum() for o in outputs)
+    loss = sum(
+        (o * torch.rand(o.shape, generator=g, dtype=o.dtype).to(o.device)).sum() for o in outputs
+    )
     # With T == 0 eager mode cannot link a parameter that only core captures to the
     # (empty) outputs; its gradient is zero either way, so unused means zeros.
     grads = torch.autograd.grad(
