@@ -255,8 +255,10 @@ class BaseNode(MemoryModule):
             store_v_seq=self.store_v_seq,
             **self.kernel_kwargs(),
         )
-        for name, value in zip(self.kernel_states, outputs[1:], strict=False):
-            setattr(self, name, value)
+        # Indexing, not zip(): torch 2.6's Dynamo treats zip(..., strict=False) over
+        # sequences of different lengths as an error.
+        for i, name in enumerate(self.kernel_states):
+            setattr(self, name, outputs[1 + i])
         if self.store_v_seq:
             self.v_seq = outputs[-1]
         return outputs[0]
