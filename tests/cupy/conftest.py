@@ -1,12 +1,17 @@
 """Shared setup of the cupy backend's tests.
 
-Without a GPU the generated kernels still run: their per-neuron functions are plain C++
+Without a GPU the generated kernels still run: their per-thread functions are plain C++
 (``__host__ __device__``), so :class:`HostLauncher` compiles a variant's source with the
-host C++ compiler, wraps it in a loop over neurons and blocks that mimics the grid, and
+host C++ compiler, wraps it in a loop over threads and blocks that mimics the grid, and
 calls it through ``ctypes`` on CPU tensors. Installing it (fixture ``host_launcher``)
 sends the real ``sj_cupy::multistep_*`` operators through that code, so the equations,
-the backward recurrences and the Python glue are checked on every CI run. Only the
+the backward recurrences, the lane packing of the vector kernels (the very same per-lane
+code, with the 16-byte accesses done by ``memcpy``) and the Python glue, including the
+choice between scalar and vector kernels, are checked on every CI run. Only the
 ``__global__`` wrappers, the PTX conversions and CuPy itself need the GPU tests.
+
+Every launcher used here records the variants it ran (``launcher.launches``), so tests can
+check which kernel (scalar or vector) a call chose, on the CPU and on the GPU.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pytest
 
 sj_cupy = pytest.importorskip("sj_cupy", reason="sj-cupy is not installed")
 
-from cupy_cases import require_cuda_and_cupy  # noqa: E402
+from cupy_cases import RecordingLauncher, check_vector_launch, require_cuda_and_cupy  # noqa: E402
 
 from sj_cupy import launch  # noqa: E402
 from sj_cupy.codegen import BLOCK, KernelVariant, kernel_params, kernel_source  # noqa: E402
@@ -47,14 +52,15 @@ _HOST_PREAMBLE = """
 
 def host_program(variant: KernelVariant) -> str:
     """The variant's source plus ``extern "C" run(kernel args..., n_blocks)``: the grid
-    as two loops (blocks, threads), each block's PLIF partial sum into its slot."""
+    as two loops (blocks, threads; thread ``j`` of a block owns neurons from
+    ``(block * BLOCK + j) * vec``), each block's PLIF partial sum into its slot."""
     params = kernel_params(variant)
     neuron_args = ", ".join(["i"] + [p.name for p in params if p.name != "r_tau_partials"])
     declarations = ", ".join(
         f"{p.ctype}{p.name}" if p.kind == "pointer" else f"{p.ctype} {p.name}" for p in params
     )
     partial = any(p.name == "r_tau_partials" for p in params)
-    call = f"{variant.kernel_name}_neuron({neuron_args})"
+    call = f"{variant.kernel_name}_thread({neuron_args})"
     body = f"acc += {call};" if partial else f"{call};"
     store = "r_tau_partials[block] = acc;" if partial else ""
     return f"""{_HOST_PREAMBLE}
@@ -64,7 +70,7 @@ extern "C" void run({declarations}, long long n_blocks)
     for (long long block = 0; block < n_blocks; ++block) {{
         float acc = 0.0f;
         for (long long j = 0; j < {BLOCK}; ++j) {{
-            const long long i = block * {BLOCK} + j;
+            const long long i = (block * {BLOCK} + j) * {variant.vec};
             if (i >= N) break;
             {body}
         }}
@@ -122,6 +128,7 @@ class HostLauncher:
 
     def launch(self, variant, args, n_blocks, device) -> None:
         assert device.type == "cpu", device
+        check_vector_launch(variant, args)
         self.launches.append(variant)
         self.function(variant)(*args, n_blocks)
 
@@ -155,12 +162,14 @@ def host_launcher(_host_launcher_instance):
 )
 def device(request):
     """Where the kernels run: ``"cpu"`` (the generated code compiled for the host, see the
-    module doc) or ``"cuda"`` (CuPy/NVRTC on the GPU, tests marked ``gpu``)."""
+    module doc) or ``"cuda"`` (CuPy/NVRTC on the GPU, tests marked ``gpu``). Either way
+    the active launcher records what it ran (:func:`cupy_cases.launched_vecs`)."""
     if request.param == "cpu":
         launcher = request.getfixturevalue("_host_launcher_instance")
+        launcher.launches.clear()
     else:
         require_cuda_and_cupy()
-        launcher = None  # the default: CuPy
+        launcher = RecordingLauncher(launch.CupyLauncher())
     previous = launch.set_launcher(launcher)
     yield request.param
     launch.set_launcher(previous)

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from sj_core import reference
-from sj_cupy import operators
+from sj_cupy import launch, operators
 from sj_cupy._backend import cupy_installed
+from sj_cupy.codegen import DTYPES, VECTOR_BYTES, KernelVariant, kernel_params
 
 V_THRESHOLD = 1.0
 HARD_V_RESET = -0.1  # not 0, so that V_r matters in the LIF/PLIF charge
@@ -26,6 +27,63 @@ NEAR_THRESHOLD = 1e-5
 # fp32: DESIGN.md's 1e-5. fp16/bf16: the kernels compute in fp32 from the same rounded
 # inputs, so the outputs differ from an fp32 reference by a few roundings of the dtype.
 TOLERANCES = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}
+
+
+# -- which kernel ran: scalar (one neuron per thread) or vector (16-byte accesses) ----------
+
+
+def check_vector_launch(variant: KernelVariant, args: tuple) -> None:
+    """What the GPU would fault on (a misaligned 16-byte access) or silently get wrong (a
+    partial last vector): the host must never launch a vector kernel with such arguments."""
+    if variant.vec == 1:
+        return
+    params = kernel_params(variant)
+    n = args[[p.name for p in params].index("N")]
+    assert n % variant.vec == 0, f"{variant.kernel_name} launched with N = {n}"
+    for param, value in zip(params, args, strict=True):
+        if param.per_neuron:
+            assert value % VECTOR_BYTES == 0, f"{variant.kernel_name}: {param.name} misaligned"
+
+
+class RecordingLauncher:
+    """Runs kernels through another launcher (CuPy on the GPU) and records the variants,
+    checking first that a vector kernel gets sizes and pointers it can take."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.device_type = inner.device_type
+        self.launches: list[KernelVariant] = []
+
+    def launch(self, variant, args, n_blocks, device) -> None:
+        check_vector_launch(variant, args)
+        self.launches.append(variant)
+        self.inner.launch(variant, args, n_blocks, device)
+
+
+def launched_vecs(direction: str | None = None) -> list[int]:
+    """Neurons per thread of every kernel the active (recording) launcher ran so far,
+    optionally only the ``"forward"`` or ``"backward"`` ones."""
+    return [
+        v.vec
+        for v in launch.get_launcher().launches
+        if direction is None or v.direction == direction
+    ]
+
+
+def vector_width(dtype: torch.dtype) -> int:
+    """Neurons per thread of the vector kernels for ``dtype`` (4 fp32, 8 fp16/bf16)."""
+    return DTYPES[str(dtype).removeprefix("torch.")].vec
+
+
+def misaligned(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of ``tensor`` that starts one element past a 16-byte boundary
+    (a view into a larger buffer, as a slice of a bigger tensor would be)."""
+    buffer = tensor.new_empty(tensor.numel() + 1 + VECTOR_BYTES // tensor.element_size())
+    offset = (-buffer.data_ptr() % VECTOR_BYTES) // tensor.element_size() + 1
+    view = buffer[offset : offset + tensor.numel()].view(tensor.shape)
+    view.copy_(tensor)
+    assert view.is_contiguous() and view.data_ptr() % VECTOR_BYTES != 0
+    return view
 
 
 def require_cuda_and_cupy() -> None:

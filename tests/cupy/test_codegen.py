@@ -26,6 +26,7 @@ from sj_cupy.codegen import (
     make_variant,
     module_source,
     source_key,
+    vector_variant,
 )
 
 
@@ -47,22 +48,26 @@ def test_every_variant_is_enumerated_once():
     assert len(set(variants)) == len(variants)
     assert len({v.kernel_name for v in variants}) == len(variants)
     # Hand count: neuron configurations = IF, LIF x2, PLIF x2, QIF, EIF, Izhikevich = 8;
-    # forward: x 2 resets x 3 dtypes; backward additionally x 2 detach_reset x 16 surrogates.
+    # forward: x 2 resets x 3 dtypes; backward additionally x 2 detach_reset x 16
+    # surrogates; each of these twice: one neuron per thread, and vectorized.
     assert len(SURROGATES) == 16 and len(DTYPES) == 3
     forward = [v for v in variants if v.direction == "forward"]
     backward = [v for v in variants if v.direction == "backward"]
-    assert len(forward) == 8 * 2 * 3
-    assert len(backward) == 8 * 2 * 3 * 2 * 16
+    assert len(forward) == 8 * 2 * 3 * 2
+    assert len(backward) == 8 * 2 * 3 * 2 * 16 * 2
+    assert len(variants) == 3168
+    vector_widths = {"float32": 4, "float16": 8, "bfloat16": 8}  # 16 bytes per access
     expected = {
-        (neuron, decay, soft, dtype, detach, surrogate)
+        (neuron, decay, soft, dtype, detach, surrogate, vec)
         for neuron in ("if", "lif", "plif", "qif", "eif", "izhikevich")
         for decay in ((True, False) if neuron in ("lif", "plif") else (False,))
         for soft, dtype, detach, surrogate in itertools.product(
             (False, True), DTYPES, (False, True), SURROGATES
         )
+        for vec in (1, vector_widths[dtype])
     }
     got = {
-        (v.neuron, v.decay_input, v.soft_reset, v.dtype, v.detach_reset, v.surrogate)
+        (v.neuron, v.decay_input, v.soft_reset, v.dtype, v.detach_reset, v.surrogate, v.vec)
         for v in backward
     }
     assert got == expected
@@ -92,6 +97,24 @@ def test_kernel_names():
     assert _backward(
         "izhikevich", "ATan", soft_reset=True, detach_reset=True, dtype="bfloat16"
     ).kernel_name == ("sj_izhikevich_soft_detach_bf16_backward_ATan")
+    assert _forward(vec=4).kernel_name == "sj_lif_decay_hard_f32x4_forward"
+    assert _backward("qif", "Erf", dtype="float16", vec=8).kernel_name == (
+        "sj_qif_hard_attach_f16x8_backward_Erf"
+    )
+
+
+def test_vector_variants():
+    # 16 bytes per access: 4 fp32 or 8 fp16/bf16 neurons per thread.
+    assert vector_variant(_forward()) == _forward(vec=4)
+    assert vector_variant(_backward(dtype="bfloat16")) == _backward(dtype="bfloat16", vec=8)
+    assert vector_variant(_forward(dtype="float16")).vec == 8
+    for dtype, bad in (("float32", 8), ("float16", 4), ("bfloat16", 2)):
+        with pytest.raises(ValueError, match=f"must be 1 or .* for {dtype}, got {bad}"):
+            _forward(dtype=dtype, vec=bad)
+    assert "bfloat16, 8 neurons per thread: forward" in _forward(dtype="bfloat16", vec=8).describe()
+    # The two layouts take the same arguments: the host packs them once for either.
+    for scalar in (_forward("izhikevich"), _backward("plif", "Rect", dtype="float16")):
+        assert kernel_params(vector_variant(scalar)) == kernel_params(scalar)
 
 
 # -- what the source contains ---------------------------------------------------------------------
@@ -200,7 +223,7 @@ def test_dtype_storage_and_no_headers(dtype):
     storage = {"float32": "float", "float16": "unsigned short", "bfloat16": "unsigned short"}
     assert f"const {storage[dtype]}* __restrict__ h_seq" in source
     suffix = DTYPES[dtype].suffix
-    assert f"sj_load_{suffix}(h_seq" in source and f"sj_store_{suffix}(grad_x_seq" in source
+    assert f"sj_load_{suffix}_x1(h_seq" in source and f"sj_store_{suffix}_x1(grad_x_seq" in source
     # NVRTC without CUDA headers: nothing is included.
     assert "#include" not in source
     assert "cvt.rn.f16.f32" in source  # fp16 via PTX (the prelude is shared by all)
@@ -218,6 +241,64 @@ def test_kernel_params_order():
         "v_reset",
         *NEURONS["izhikevich"].scalars,
     ]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "vec", "load"),
+    [("float32", 4, "sj_load_16b_f32x4"), ("bfloat16", 8, "sj_load_16b_u32x4")],
+)
+def test_vector_source_moves_all_lanes_at_once(dtype, vec, load):
+    forward = kernel_source(_forward("izhikevich", dtype=dtype, vec=vec))
+    suffix = DTYPES[dtype].suffix
+    # Thread t owns neurons t*vec .. t*vec + vec-1; one access per tensor per step.
+    assert f"const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * {vec};" in (
+        forward
+    )
+    assert f"{load}(const" in forward  # the lane loads go through one 16-byte access
+    assert f"sj_load_{suffix}_x{vec}(x_seq + k, x_lane);" in forward
+    assert f"sj_store_{suffix}_x{vec}(spike_seq + k, spike_lane);" in forward
+    assert f"if (h_seq != nullptr) sj_store_h_{suffix}_x{vec}(h_seq + k, h_lane, v_threshold);" in (
+        forward
+    )
+    # The per-neuron equations, once, in a fully unrolled loop over the lanes.
+    assert forward.count(f"SJ_UNROLL for (int lane = 0; lane < {vec}; ++lane) {{") == 1
+    assert forward.count(f"const float h = {CHARGES[('izhikevich', False)]};") == 1
+    assert "w_lane[lane] = w;" in forward and "v_lane[lane] = v;" in forward
+    backward = kernel_source(_backward("plif", dtype=dtype, vec=vec))
+    assert f"sj_load_{suffix}_x{vec}(h_seq + k - N, h_prev_lane)" in backward
+    assert "grad_x_lane[lane] = g_h * r_tau;" in backward
+    # PLIF: the lanes' 1/tau terms go into one per-thread sum, then the block reduction.
+    assert "r_tau_grad = r_tau_grad + g_h * (h - v) / r_tau;" in backward
+    assert "if (i < N) r_tau_grad = " in backward
+
+
+def test_scalar_source_uses_single_element_accesses():
+    source = kernel_source(_backward("lif", dtype="bfloat16"))
+    assert "const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;" in source
+    assert "sj_load_bf16_x1(h_seq + k - N, h_prev_lane)" in source
+    assert "_x8(" not in source.split("#endif  // SJ_CUPY_PRELUDE")[1]
+
+
+def test_per_neuron_params():
+    # Exactly the tensors with one element per neuron need 16-byte alignment for the
+    # vector kernel; PLIF's 1/tau and the block partial sums are not per neuron.
+    backward = kernel_params(_backward("plif"))
+    assert {p.name for p in backward if p.kind == "pointer" and not p.per_neuron} == {
+        "r_tau_ptr",
+        "r_tau_partials",
+    }
+    forward = kernel_params(_forward("izhikevich", decay_input=False))
+    assert {p.name for p in forward if p.per_neuron} == {
+        "x_seq",
+        "v_init",
+        "w_init",
+        "spike_seq",
+        "v_last",
+        "w_last",
+        "h_seq",
+        "v_seq",
+        "w_seq",
+    }
 
 
 # -- content keys ---------------------------------------------------------------------------------
@@ -241,7 +322,7 @@ def test_source_keys_are_content_based():
     assert source_key(text) == digest
     assert source_key(text, ("--fmad=true",)) != source_key(text)
     keys = {source_key(kernel_source(v)) for v in itertools.islice(all_variants(), 0, None, 37)}
-    assert len(keys) == len(range(0, 1584, 37))
+    assert len(keys) == len(range(0, 3168, 37))
 
 
 def test_module_source_defines_shared_pieces_once():

@@ -4,6 +4,12 @@ Every test runs twice: ``cpu-host`` (the generated code compiled for the CPU, se
 ``conftest.py``; runs in CI) and ``cuda`` (CuPy/NVRTC on a GPU, marker ``gpu``; the GPU
 run also uses larger sizes and ``T = 64``). Gradients are compared with autograd of the
 reference loop, for the inputs, the initial states and PLIF's ``r_tau``.
+
+Each configuration has a scalar and a vector kernel (4 fp32 / 8 16-bit neurons per thread,
+16-byte accesses) and the host picks one per call. Tests parametrized by ``layout`` use
+sizes that force each (``"vector"``: N a multiple of 8 and fresh, aligned tensors;
+``"scalar"``: an odd N) and check which kernel ran; the ``misaligned`` tests check the
+fallback for tensors that do not start on a 16-byte boundary.
 """
 
 from __future__ import annotations
@@ -19,24 +25,40 @@ from cupy_cases import (
     V_THRESHOLD,
     assert_close,
     check_spikes,
+    launched_vecs,
     make_inputs,
+    misaligned,
     run_kernel,
     run_reference,
     tensor_args,
     upstream_grads,
+    vector_width,
     weighted_sum,
 )
 
 from sj_core import surrogate as sg
-from sj_cupy import neuron_kernel, operators, ops
+from sj_cupy import launch, neuron_kernel, operators, ops
+from sj_cupy.codegen import NEURONS
 
 RESETS = {"hard": HARD_V_RESET, "soft": None}
 OUTPUT_NAMES = ("spike_seq", "v_last", "w_last", "v_seq")
+LAYOUTS = ("vector", "scalar")
+NEURON_SCALARS = NEURONS["izhikevich"].scalars
 
 
-def sizes(device: str) -> tuple[int, tuple[int, ...]]:
-    """``(T, per-step shape)``: odd sizes over several blocks (many on the GPU)."""
-    return (7, (3, 101)) if device == "cpu" else (64, (4, 25_001))
+def sizes(device: str, layout: str = "vector") -> tuple[int, tuple[int, ...]]:
+    """``(T, per-step shape)`` over several blocks (many on the GPU). ``"vector"``: N a
+    multiple of 8, so every dtype's vector kernel takes it (CPU: 1032 neurons, 258 fp32
+    vector threads, two blocks); ``"scalar"``: an odd N, which only the scalar kernel
+    takes."""
+    if device == "cpu":
+        return (7, (3, 344)) if layout == "vector" else (7, (3, 101))
+    return (64, (4, 25_000)) if layout == "vector" else (64, (3, 25_001))
+
+
+def layout_vec(layout: str, dtype: torch.dtype) -> int:
+    """Neurons per thread of the kernel that ``layout``'s sizes must select."""
+    return vector_width(dtype) if layout == "vector" else 1
 
 
 def compare_with_reference(
@@ -51,16 +73,32 @@ def compare_with_reference(
     surrogate=None,
     store_v_seq=True,
     seed=0,
+    misalign=(),
+    forward_vec=None,
+    backward_vec=None,
 ):
-    """Run kernel and reference on the same inputs; compare outputs and all gradients."""
+    """Run kernel and reference on the same inputs; compare outputs and all gradients.
+
+    ``misalign`` names kernel inputs (``x_seq``, ``v_init``, ``w_init``, ``r_tau``) passed
+    as views that start off a 16-byte boundary. ``forward_vec`` / ``backward_vec``, when
+    given, are the neurons per thread the forward / backward kernel must have run with.
+    """
     surrogate = surrogate if surrogate is not None else sg.ATan()
     inputs = make_inputs(case, T, shape, dtype, device, seed)
     args = tensor_args(case, *inputs)
-    kernel_args = [a.clone().requires_grad_() for a in args]
+    names = ["x_seq", "v_init"] + ["w_init"] * case.has_w + ["r_tau"] * case.has_r_tau
+    assert set(misalign) <= set(names), misalign
+    kernel_args = [
+        (misaligned(a) if name in misalign else a.clone()).requires_grad_()
+        for name, a in zip(names, args, strict=True)
+    ]
     ref_args = [a.detach().float().clone().requires_grad_() for a in args]
     options = dict(v_reset=RESETS[reset], detach_reset=detach_reset, store_v_seq=store_v_seq)
 
+    launch.get_launcher().launches.clear()
     outputs = run_kernel(case, kernel_args, surrogate=surrogate, **options)
+    if forward_vec is not None:
+        assert launched_vecs("forward") == [forward_vec]
     ref, margins = run_reference(case, ref_args, surrogate=surrogate, **options)
     names = OUTPUT_NAMES if case.has_w else OUTPUT_NAMES[:2] + OUTPUT_NAMES[3:]
     assert len(outputs) == len(ref) == len(names)
@@ -84,6 +122,8 @@ def compare_with_reference(
             continue
         assert got.dtype == arg.dtype
         assert_close(got, want, dtype, keep, "gradient")
+    if backward_vec is not None:
+        assert launched_vecs("backward") == [backward_vec]
     return outputs, ref
 
 
@@ -99,31 +139,68 @@ def check_r_tau_grad(got, want, ref_grad_x, dtype):
 # -- every neuron, reset mode, detach_reset, decay_input, store_v_seq -------------------------
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("store_v_seq", [True, False], ids=["v_seq", "no_v_seq"])
 @pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detach_reset"])
 @pytest.mark.parametrize("reset", RESETS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_matches_reference(case, reset, detach_reset, store_v_seq, device):
-    T, shape = sizes(device)
+def test_matches_reference(case, reset, detach_reset, store_v_seq, layout, device):
+    T, shape = sizes(device, layout)
+    vec = layout_vec(layout, torch.float32)
     outputs, _ = compare_with_reference(
-        case, device, T, shape, reset=reset, detach_reset=detach_reset, store_v_seq=store_v_seq
+        case,
+        device,
+        T,
+        shape,
+        reset=reset,
+        detach_reset=detach_reset,
+        store_v_seq=store_v_seq,
+        forward_vec=vec,
+        backward_vec=vec,
     )
     assert 0 < outputs[0].float().mean() < 1  # both branches of the reset occur
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_inference_matches_reference(case, layout, device):
+    # No gradient needed: the inference kernel (no H written), against the reference.
+    T, shape = sizes(device, layout)
+    x_seq, v_init, w_init, r_tau = make_inputs(case, T, shape, torch.float32, device)
+    args = tensor_args(case, x_seq, v_init, w_init, r_tau)
+    options = dict(v_reset=HARD_V_RESET, detach_reset=False, surrogate=sg.Sigmoid())
+    launch.get_launcher().launches.clear()
+    with torch.no_grad():
+        outputs = run_kernel(case, args, store_v_seq=False, **options)
+    assert launched_vecs("forward") == [layout_vec(layout, torch.float32)]
+    ref, margins = run_reference(case, args, store_v_seq=False, **options)
+    keep = check_spikes(outputs[0], ref[0], margins)
+    for got, want in zip(outputs, ref, strict=True):
+        if want is None:
+            assert got is None
+        else:
+            assert_close(got, want, torch.float32, keep)
+
+
 @pytest.mark.parametrize("T", [0, 1, 2, 7, 64])
+@pytest.mark.parametrize(("layout", "n"), [("vector", 40), ("scalar", 37)], ids=LAYOUTS)
 @pytest.mark.parametrize("case_id", ["if", "lif-decay", "plif-nodecay", "izhikevich"])
-def test_time_steps(case_id, T, device):
-    compare_with_reference(CASE_BY_ID[case_id], device, T, (37,), reset="soft")
+def test_time_steps(case_id, layout, n, T, device):
+    vec = layout_vec(layout, torch.float32)
+    compare_with_reference(
+        CASE_BY_ID[case_id], device, T, (n,), reset="soft", forward_vec=vec, backward_vec=vec
+    )
 
 
-@pytest.mark.parametrize("n", [1, 255, 256, 257, 1000, 100_003, 1_000_001])
+@pytest.mark.parametrize("n", [1, 4, 255, 256, 257, 1000, 2056, 100_003, 1_000_000, 1_000_001])
 @pytest.mark.parametrize("case_id", ["lif-decay", "plif-decay"])
 def test_sizes(case_id, n, device):
-    # One block, block edges, and (PLIF) the 1/tau reduction over many blocks.
-    if device == "cpu" and n > 1000:
+    # One block, block edges, and (PLIF) the 1/tau reduction over many blocks; n a
+    # multiple of 4 runs the fp32 vector kernel (2056: 514 vector threads, three blocks).
+    if device == "cpu" and n > 2056:
         pytest.skip("large sizes run on the GPU only")
-    compare_with_reference(CASE_BY_ID[case_id], device, 5, (n,))
+    vec = 4 if n % 4 == 0 else 1
+    compare_with_reference(CASE_BY_ID[case_id], device, 5, (n,), forward_vec=vec, backward_vec=vec)
 
 
 def test_multidimensional_steps(device):
@@ -176,8 +253,10 @@ def test_every_surrogate_is_covered():
 
 @pytest.mark.parametrize("surrogate", SURROGATES, ids=_surrogate_id)
 def test_surrogates(surrogate, device):
-    T, shape = sizes(device)
-    compare_with_reference(CASE_BY_ID["lif-decay"], device, T, shape, surrogate=surrogate)
+    T, shape = sizes(device, "vector")
+    compare_with_reference(
+        CASE_BY_ID["lif-decay"], device, T, shape, surrogate=surrogate, backward_vec=4
+    )
 
 
 @pytest.mark.parametrize("surrogate", SURROGATES[::3], ids=_surrogate_id)
@@ -187,12 +266,15 @@ def test_surrogates_soft_reset_izhikevich(surrogate, device):
     )
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("surrogate", SURROGATES, ids=_surrogate_id)
-def test_surrogate_gradient_values(surrogate, device):
+def test_surrogate_gradient_values(surrogate, layout, device):
     # One IF step from v = 0 isolates the surrogate: H = x, and with only dL/dS = 1 and
     # detach_reset, grad_x = surrogate'(x - V_th). Points on both sides of 0 and at the
-    # formulas' breakpoints (|x| = w, 1/(2 alpha), 1/alpha, x = 0, 1, -1).
-    points = [-3.0, -1.0, -0.7, -0.5, -0.2, -1e-3, 0.0, 1e-3, 0.2, 0.5, 0.7, 1.0, 1.5, 3.0]
+    # formulas' breakpoints (|x| = w, 1/(2 alpha), 1/alpha, x = 0, 1, -1): 16 of them
+    # (vector kernel), or 15 (scalar).
+    points = [-3.0, -1.0, -0.7, -0.5, -0.2, -0.05, -1e-3, 0.0, 1e-3, 0.05, 0.2, 0.5, 0.7, 1.0]
+    points += [1.5, 3.0] if layout == "vector" else [1.5]
     x = torch.tensor(points, device=device) + V_THRESHOLD
     x_seq = x.unsqueeze(0).clone().requires_grad_()
     spike_seq, _, _ = operators.if_multi_step(
@@ -204,6 +286,7 @@ def test_surrogate_gradient_values(surrogate, device):
         surrogate_function=surrogate,
     )
     (grad,) = torch.autograd.grad(spike_seq.sum(), x_seq)
+    assert launched_vecs("backward") == [layout_vec(layout, torch.float32)]
     want = surrogate.gradient(x.detach() - V_THRESHOLD)
     torch.testing.assert_close(grad[0], want, rtol=1e-6, atol=1e-7)
 
@@ -211,25 +294,31 @@ def test_surrogate_gradient_values(surrogate, device):
 # -- dtypes -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_half_precision(case, dtype, device):
+def test_half_precision(case, dtype, layout, device):
     # Against the fp32 reference of the same (rounded) inputs.
-    T, shape = sizes(device)
-    compare_with_reference(case, device, T, shape, dtype=dtype, reset="soft")
+    T, shape = sizes(device, layout)
+    vec = layout_vec(layout, dtype)
+    compare_with_reference(
+        case, device, T, shape, dtype=dtype, reset="soft", forward_vec=vec, backward_vec=vec
+    )
 
 
+@pytest.mark.parametrize("n", [1, 8], ids=["scalar", "vector"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
-def test_16bit_h_keeps_the_forward_spikes(dtype, device):
+def test_16bit_h_keeps_the_forward_spikes(dtype, n, device):
     # IF from 0 with x = [0.5, 0.5 - eps/4]: H[1] = 1 - eps/4 < 1 does not fire, but it is
     # a tie between 1 - eps/2 and 1.0 in the 16-bit dtype and rounds (to even) to 1.0. The
     # stored H must stay below the threshold (1 - eps/2), else the backward would take
-    # that step for a spike.
+    # that step for a spike. (n = 8: the same in every lane of one vector thread.)
     eps = torch.finfo(dtype).eps
-    x_seq = torch.tensor([[0.5], [0.5 - eps / 4]], device=device).to(dtype)
+    x_seq = torch.tensor([[0.5], [0.5 - eps / 4]], device=device).to(dtype).repeat(1, n)
     assert x_seq[1, 0].item() == 0.5 - eps / 4  # exact in the dtype
     assert torch.tensor(1.0 - eps / 4).to(dtype).item() == 1.0
-    v_init = torch.zeros(1, device=device, dtype=dtype)
+    v_init = torch.zeros(n, device=device, dtype=dtype)
+    launch.get_launcher().launches.clear()
     outputs = ops.multistep_forward(
         x_seq,
         v_init,
@@ -247,8 +336,9 @@ def test_16bit_h_keeps_the_forward_spikes(dtype, device):
         True,
     )
     spike_seq, h_seq = outputs[0], outputs[5]
-    assert spike_seq.flatten().tolist() == [0.0, 0.0]
-    assert h_seq.flatten().tolist() == [0.5, 1.0 - eps / 2]
+    assert launched_vecs("forward") == [n]
+    assert spike_seq.tolist() == [[0.0] * n, [0.0] * n]
+    assert h_seq.tolist() == [[0.5] * n, [1.0 - eps / 2] * n]
     # Backward with only dL/dV_last = 1 (hard reset, detach_reset): no spike, so dV/dH = 1
     # at both steps and grad_x = [1, 1] (a spike at step 1 would give [0, 0]).
     x = x_seq.clone().requires_grad_()
@@ -261,15 +351,18 @@ def test_16bit_h_keeps_the_forward_spikes(dtype, device):
         surrogate_function=sg.Sigmoid(),
     )
     (grad,) = torch.autograd.grad(v_last.sum(), x)
-    assert grad.flatten().tolist() == [1.0, 1.0]
+    assert launched_vecs("backward") == [n]
+    assert grad.tolist() == [[1.0] * n, [1.0] * n]
 
 
 # -- layouts and missing gradients --------------------------------------------------------------
 
 
 def test_noncontiguous_inputs_and_gradients(device):
+    # Non-contiguous tensors are copied before the kernel (here to fresh, aligned
+    # memory: the vector kernel runs).
     case = CASE_BY_ID["plif-decay"]
-    T, N = 6, 150
+    T, N = 6, 152
     x_big, v_big, _, r_tau = make_inputs(case, T, (N, 2), torch.float32, device)
     x_seq = x_big[..., 0].requires_grad_(False)  # stride 2
     v_init = v_big[:, 1]
@@ -324,6 +417,88 @@ def test_gradients_of_some_outputs_only(used, device):
     for got, want, arg in zip(grads, ref_grads, args, strict=True):
         want = torch.zeros_like(arg) if want is None else want
         assert_close(got, want, torch.float32)
+
+
+# -- the vector kernel's preconditions: falling back to the scalar kernel ------------------------
+
+
+@pytest.mark.parametrize(
+    ("case_id", "which", "dtype", "backward_vec"),
+    [
+        ("izhikevich", "x_seq", torch.float32, 4),  # the backward does not read x_seq
+        ("izhikevich", "v_init", torch.float32, 1),  # ... but reads v_init
+        ("izhikevich", "w_init", torch.float32, 4),
+        ("lif-decay", "x_seq", torch.bfloat16, 8),  # 2 bytes off
+        ("plif-decay", "v_init", torch.float16, 1),
+    ],
+    ids=["izhikevich-x_seq", "izhikevich-v_init", "izhikevich-w_init", "lif-bf16", "plif-fp16"],
+)
+def test_misaligned_inputs_fall_back_to_scalar(case_id, which, dtype, backward_vec, device):
+    # N = 64 suits every vector kernel; one input starting off a 16-byte boundary (a slice
+    # of a larger tensor) must select the scalar kernel, with the same results.
+    compare_with_reference(
+        CASE_BY_ID[case_id],
+        device,
+        5,
+        (64,),
+        dtype=dtype,
+        misalign=(which,),
+        forward_vec=1,
+        backward_vec=backward_vec,
+    )
+
+
+def test_misaligned_r_tau_keeps_the_vector_kernel(device):
+    # PLIF's 1/tau is one scalar read, not a per-neuron tensor: its alignment is irrelevant.
+    compare_with_reference(
+        CASE_BY_ID["plif-nodecay"],
+        device,
+        5,
+        (64,),
+        misalign=("r_tau",),
+        forward_vec=4,
+        backward_vec=4,
+    )
+
+
+@pytest.mark.parametrize("which", ["grad_spike_seq", "grad_v_last", "grad_v_seq"])
+def test_misaligned_gradients_fall_back_to_scalar(which, device):
+    # The backward operator with aligned incoming gradients (vector kernel), then with one
+    # of them misaligned (scalar kernel): the per-neuron arithmetic is the same, so the
+    # fp32 results agree bit for bit.
+    case = CASE_BY_ID["izhikevich"]
+    x_seq, v_init, w_init, _ = make_inputs(case, 5, (64,), torch.float32, device)
+    scalars = [V_THRESHOLD, HARD_V_RESET] + [float(case.params[n]) for n in NEURON_SCALARS]
+    config = ("izhikevich", False, False, False, "ATan", scalars, [2.0])
+    outputs = ops.multistep_forward(x_seq, v_init, w_init, None, *config, True, False, True)
+    h_seq = outputs[5]
+    generator = torch.Generator().manual_seed(3)
+    grads = {
+        "grad_spike_seq": torch.randn(5, 64, generator=generator).to(device),
+        "grad_v_last": torch.randn(64, generator=generator).to(device),
+        "grad_v_seq": torch.randn(5, 64, generator=generator).to(device),
+    }
+
+    def backward(incoming):
+        return ops.multistep_backward(
+            incoming["grad_spike_seq"],
+            incoming["grad_v_last"],
+            None,
+            incoming["grad_v_seq"],
+            None,
+            None,
+            h_seq,
+            v_init,
+            None,
+            *config,
+        )
+
+    launch.get_launcher().launches.clear()
+    aligned = backward(grads)
+    shifted = backward(grads | {which: misaligned(grads[which])})
+    assert launched_vecs("backward") == [4, 1]  # aligned, then misaligned
+    for got, want in zip(shifted, aligned, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_inference_writes_no_h_seq(device):

@@ -8,6 +8,7 @@ and on the GPU through CuPy (marker ``gpu``); the others are GPU-only.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -28,7 +29,7 @@ from sj_core.neuron.eif import EIFNode
 from sj_core.neuron.izhikevich import IzhikevichNode
 from sj_core.neuron.qif import QIFNode
 from sj_core.surrogate import ATan, Sigmoid
-from sj_cupy import _backend, compiler, ops
+from sj_cupy import _backend, compiler, launch, ops
 from sj_cupy.codegen import NEURONS
 
 # -- opcheck -----------------------------------------------------------------------------------
@@ -319,6 +320,29 @@ def test_runs_on_the_current_stream():
     torch.cuda.current_stream().wait_stream(side)
     for g, e in zip(got, [e for e in expected if e is not None], strict=True):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+def test_streams_without_deprecated_cupy_api():
+    # CuPy 14 deprecates ExternalStream in favour of Stream.from_external: a fresh launcher
+    # (empty stream cache) wraps the default and a side stream without that warning.
+    require_cuda_and_cupy()
+    case = CASE_BY_ID["lif-decay"]
+    x_seq, v_init, _, _ = make_inputs(case, 4, (1024,), torch.float32, "cuda")
+    options = dict(v_reset=0.0, detach_reset=False, surrogate=ATan(), store_v_seq=False)
+    previous = launch.set_launcher(launch.CupyLauncher())
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*ExternalStream.*")
+            expected = run_kernel(case, (x_seq, v_init), **options)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                got = run_kernel(case, (x_seq, v_init), **options)
+            torch.cuda.current_stream().wait_stream(side)
+    finally:
+        launch.set_launcher(previous)
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
 
 
 @pytest.mark.gpu

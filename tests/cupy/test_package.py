@@ -1,10 +1,12 @@
-"""The sj-cupy package without a GPU: imports, the backend entry, ``save_cuda_codes`` and
-compiling every generated kernel with ``nvcc``."""
+"""The sj-cupy package without a GPU: imports, the backend entry, ``save_cuda_codes``,
+compiling every generated kernel with ``nvcc``, and the PTX of the vector kernels (one
+16-byte access per tensor and step, lane arrays in registers)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,8 +96,10 @@ def test_save_cuda_codes_writes_every_variant(tmp_path):
     path = tmp_path / "neuron_kernel_sample.cu"
     save_cuda_codes(str(path))
     text = path.read_text()
-    names = [v.kernel_name for v in all_variants()]
-    assert len(names) == 1584
+    variants = list(all_variants())
+    names = [v.kernel_name for v in variants]
+    assert len(names) == 3168  # 1584 configurations, each scalar and vectorized
+    assert sum(v.vec > 1 for v in variants) == 1584
     for name in names:
         assert f" {name}(\n" in text
     assert text.count("#define SJ_CUPY_PRELUDE") == 1
@@ -122,9 +126,10 @@ def _nvcc_ptx(source_path, output_path, extra=()):
 @pytest.mark.slow
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
 def test_every_variant_compiles_with_nvcc(tmp_path):
-    # The whole save_cuda_codes output (1584 kernels), compiled to PTX in two halves at
-    # once (CI has two cores). Measured with nvcc 13.0 on the 2-core CI machine type:
-    # about 23 s of CPU time per half, 40 s wall (2.5 min when the cores were shared).
+    # The whole save_cuda_codes output (3168 kernels: 1584 scalar, 1584 vector), compiled
+    # to PTX in two halves at once (CI has two cores; each half gets every other variant,
+    # so both get as many vector kernels). Measured with nvcc 13.0 on a 2-core machine:
+    # about 62 s of CPU time per half, 65 s wall.
     variants = list(all_variants())
     halves = [variants[0::2], variants[1::2]]
     whole = tmp_path / "all.cu"
@@ -147,16 +152,22 @@ def test_every_variant_compiles_with_nvcc(tmp_path):
         assert f".entry {variant.kernel_name}(" in ptx
 
 
-@pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
-def test_sample_kernels_assemble_with_ptxas(tmp_path):
-    # PTX-level checks (the inline cvt instructions of fp16, the shared-memory reduction)
-    # happen in ptxas: assemble one forward and one backward per neuron and dtype.
+def _sample_variants():
+    """One forward and one backward per neuron, dtype and layout (scalar, vector)."""
     seen, sample = set(), []
     for variant in all_variants():
-        key = (variant.neuron, variant.dtype, variant.direction)
+        key = (variant.neuron, variant.dtype, variant.direction, variant.vec)
         if key not in seen:
             seen.add(key)
             sample.append(variant)
+    return sample
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
+def test_sample_kernels_assemble_with_ptxas(tmp_path):
+    # PTX-level checks (the inline cvt instructions of fp16, the shared-memory reduction)
+    # happen in ptxas: assemble one forward and one backward per neuron, dtype and layout.
+    sample = _sample_variants()
     source = tmp_path / "sample.cu"
     source.write_text(module_source(sample))
     cubin = tmp_path / "sample.cubin"
@@ -169,3 +180,41 @@ def test_sample_kernels_assemble_with_ptxas(tmp_path):
     assert result.returncode == 0, result.stderr[-5000:]
     assert cubin.stat().st_size > 0
     assert os.path.getsize(cubin) > 1000
+
+
+# Global memory accesses in PTX: "ld.global.nc.v4.f32", "st.global.u16", ...
+_GLOBAL_ACCESS = re.compile(r"\b(ld|st)\.global((?:\.\w+)*)")
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
+def test_vector_kernels_use_16_byte_accesses_and_registers(tmp_path):
+    # The point of the vector kernels: every per-neuron tensor is read and written with
+    # 16-byte vector instructions (ld.global[.nc].v4 / st.global.v4), and the lane arrays
+    # live in registers (no local memory). The scalar kernels have no vector accesses.
+    sample = _sample_variants()
+    source = tmp_path / "sample.cu"
+    source.write_text(module_source(sample))
+    job = _nvcc_ptx(source, tmp_path / "sample.ptx")
+    output, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, output[-5000:]
+    ptx = (tmp_path / "sample.ptx").read_text()
+    entries = dict(re.findall(r"\.visible \.entry (\w+)\((.*?)\n\}\n", ptx, flags=re.DOTALL))
+    assert len(entries) == len(sample) == 2 * 6 * 3 * 2
+    for variant in sample:
+        body = entries[variant.kernel_name]
+        accesses = [(op, suffix) for op, suffix in _GLOBAL_ACCESS.findall(body)]
+        vector = [a for a in accesses if ".v4." in a[1] + "."]
+        element = [a for a in accesses if a not in vector]
+        if variant.vec == 1:
+            assert not vector, variant.kernel_name
+            continue
+        assert {op for op, _ in vector} == {"ld", "st"}, variant.kernel_name
+        assert all(suffix.endswith((".v4.f32", ".v4.u32", ".v4.b32")) for _, suffix in vector)
+        # Single-element accesses only for PLIF's scalars: the 1/tau read and (backward)
+        # the block's partial sum.
+        allowed = 2 if variant.neuron == "plif" and variant.direction == "backward" else 1
+        assert len(element) <= (allowed if variant.neuron == "plif" else 0), (
+            variant.kernel_name,
+            element,
+        )
+        assert ".local" not in body, f"{variant.kernel_name} uses local memory"

@@ -3,7 +3,8 @@
 
 One operator pair serves every neuron family: the configuration (neuron, reset mode,
 ``decay_input``, ``detach_reset``, surrogate) arrives as constant arguments and selects
-the generated kernel variant. Fake implementations give ``torch.compile`` the output
+the generated kernel variant (its vector form when sizes and alignment allow:
+:func:`sj_cupy.launch.choose_variant`). Fake implementations give ``torch.compile`` the output
 shapes, and the forward's autograd formula calls the backward operator, so a compiled
 graph sees no break. (No ``from __future__ import annotations`` here: ``custom_op``
 reads the annotations to build the schema.)
@@ -20,9 +21,9 @@ from typing import Optional
 
 import torch
 
-from .codegen import BLOCK, NEURONS, SURROGATES, make_variant
+from .codegen import NEURONS, SURROGATES, make_variant
 from .codegen.kernels import SURROGATE_PARAM_PREFIX
-from .launch import get_launcher, pack_args
+from .launch import choose_variant, get_launcher, grid_blocks, pack_args
 
 __all__ = ["multistep_backward", "multistep_forward"]
 
@@ -32,10 +33,6 @@ Tensor = torch.Tensor
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the codegen's dtype keys)."""
     return str(dtype).removeprefix("torch.")
-
-
-def _n_blocks(n: int) -> int:
-    return (n + BLOCK - 1) // BLOCK
 
 
 def _require(neuron: str, name: str, tensor: Optional[Tensor], needed: bool) -> None:
@@ -113,7 +110,7 @@ def multistep_forward(
     w_seq = torch.empty_like(x_seq) if store_w_seq and has_w else x_seq.new_empty(0)
     h_seq = torch.empty_like(x_seq) if save_h_seq else x_seq.new_empty(0)
     if N > 0:
-        variant = make_variant(
+        scalar = make_variant(
             neuron,
             "forward",
             soft_reset=soft_reset,
@@ -135,7 +132,10 @@ def multistep_forward(
             "N": N,
             **_scalar_values(neuron, neuron_scalars),
         }
-        get_launcher().launch(variant, pack_args(variant, values), _n_blocks(N), x_seq.device)
+        variant = choose_variant(scalar, values)
+        get_launcher().launch(
+            variant, pack_args(variant, values), grid_blocks(variant, N), x_seq.device
+        )
     return spike_seq, v_last, w_last, v_seq, w_seq, h_seq
 
 
@@ -211,10 +211,8 @@ def multistep_backward(
     grad_v_init = torch.empty_like(v_init)
     grad_w_init = torch.empty_like(v_init) if spec.has_w else h_seq.new_empty(0)
     partials = None
-    if spec.has_r_tau:
-        partials = torch.zeros(max(_n_blocks(N), 1), dtype=torch.float32, device=h_seq.device)
     if N > 0:
-        variant = make_variant(
+        scalar = make_variant(
             neuron,
             "backward",
             soft_reset=soft_reset,
@@ -236,13 +234,20 @@ def multistep_backward(
             "grad_x_seq": grad_x_seq,
             "grad_v_init": grad_v_init,
             "grad_w_init": grad_w_init if spec.has_w else None,
-            "r_tau_partials": partials,
             "T": T,
             "N": N,
             **_scalar_values(neuron, neuron_scalars),
             **_surrogate_values(surrogate, surrogate_params),
         }
-        get_launcher().launch(variant, pack_args(variant, values), _n_blocks(N), h_seq.device)
+        variant = choose_variant(scalar, values)
+        n_blocks = grid_blocks(variant, N)
+        if spec.has_r_tau:
+            # One slot per block, each written by its block: no zero fill needed.
+            partials = torch.empty(n_blocks, dtype=torch.float32, device=h_seq.device)
+            values["r_tau_partials"] = partials
+        get_launcher().launch(variant, pack_args(variant, values), n_blocks, h_seq.device)
+    elif spec.has_r_tau:
+        partials = torch.zeros(1, dtype=torch.float32, device=h_seq.device)
     # The per-block partial sums of d/d(1/tau) are added here, on the device (no sync).
     grad_r_tau = partials.sum().reshape(1) if partials is not None else h_seq.new_empty(0)
     return grad_x_seq, grad_v_init, grad_w_init, grad_r_tau

@@ -1,11 +1,17 @@
 """Kernel variants: everything baked into one generated kernel, as hashable data.
 
 A *variant* fixes the neuron family, the direction (forward or backward), the reset mode,
-``decay_input``, the storage dtype and, for the backward, ``detach_reset`` and the
-surrogate. Float parameters (thresholds, ``tau``, surrogate ``alpha``...) are kernel
-arguments, so they are not part of the variant: a new ``alpha`` never compiles anything.
-The forward does not depend on ``detach_reset`` or the surrogate, so forward variants
-normalise them away and are shared by every backward configuration.
+``decay_input``, the storage dtype, the neurons per thread (``vec``) and, for the
+backward, ``detach_reset`` and the surrogate. Float parameters (thresholds, ``tau``,
+surrogate ``alpha``...) are kernel arguments, so they are not part of the variant: a new
+``alpha`` never compiles anything. The forward does not depend on ``detach_reset`` or the
+surrogate, so forward variants normalise them away and are shared by every backward
+configuration.
+
+Every configuration comes in two layouts: ``vec = 1`` (one neuron per thread, any size and
+alignment) and ``vec = DTYPES[dtype].vec`` (4 fp32 or 8 16-bit neurons per thread, each
+step one 16-byte access per tensor; needs ``N % vec == 0`` and 16-byte aligned tensors).
+The host picks one per call (:func:`sj_cupy.launch.choose_variant`).
 
 Example::
 
@@ -13,11 +19,15 @@ Example::
     ...                  dtype="float32", detach_reset=True, surrogate="ATan")
     >>> v.kernel_name
     'sj_lif_decay_hard_detach_f32_backward_ATan'
+    >>> vector_variant(v).kernel_name
+    'sj_lif_decay_hard_detach_f32x4_backward_ATan'
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,7 +35,7 @@ from .neurons import NEURONS
 from .prelude import DTYPES
 from .surrogates import SURROGATES
 
-__all__ = ["DIRECTIONS", "KernelVariant", "all_variants", "make_variant"]
+__all__ = ["DIRECTIONS", "KernelVariant", "all_variants", "make_variant", "vector_variant"]
 
 DIRECTIONS = ("forward", "backward")
 
@@ -42,6 +52,7 @@ class KernelVariant:
     dtype: str
     detach_reset: bool = False
     surrogate: str | None = None
+    vec: int = 1  # neurons per thread: 1, or DTYPES[dtype].vec (16-byte accesses)
 
     @property
     def kernel_name(self) -> str:
@@ -52,7 +63,8 @@ class KernelVariant:
         parts.append("soft" if self.soft_reset else "hard")
         if self.direction == "backward":
             parts.append("detach" if self.detach_reset else "attach")
-        parts += [DTYPES[self.dtype].suffix, self.direction]
+        suffix = DTYPES[self.dtype].suffix
+        parts += [suffix if self.vec == 1 else f"{suffix}x{self.vec}", self.direction]
         if self.surrogate is not None:
             parts.append(self.surrogate)
         return "_".join(parts)
@@ -68,6 +80,8 @@ class KernelVariant:
             words.append("detach_reset" if self.detach_reset else "attached reset")
             words.append(f"surrogate {self.surrogate}")
         words.append(self.dtype)
+        if self.vec > 1:
+            words.append(f"{self.vec} neurons per thread")
         return f"{', '.join(words)}: {self.direction}"
 
 
@@ -85,13 +99,15 @@ def make_variant(
     dtype: str,
     detach_reset: bool = False,
     surrogate: str | None = None,
+    vec: int = 1,
 ) -> KernelVariant:
     """Validate and normalise a configuration into a :class:`KernelVariant`.
 
     Raises:
         NotImplementedError: an unknown neuron, dtype or surrogate, naming the
             supported ones.
-        ValueError: an unknown direction, or a backward without a surrogate.
+        ValueError: an unknown direction, a backward without a surrogate, or a ``vec``
+            other than 1 and the dtype's vector width.
     """
     if neuron not in NEURONS:
         raise NotImplementedError(
@@ -103,6 +119,10 @@ def make_variant(
     if dtype not in DTYPES:
         raise NotImplementedError(
             f"the cupy backend does not support dtype {dtype}; " + _supported("dtypes", DTYPES)
+        )
+    if vec not in (1, DTYPES[dtype].vec):
+        raise ValueError(
+            f"vec (neurons per thread) must be 1 or {DTYPES[dtype].vec} for {dtype}, got {vec!r}"
         )
     if not NEURONS[neuron].has_decay_input:
         decay_input = False
@@ -121,27 +141,40 @@ def make_variant(
         dtype=dtype,
         detach_reset=bool(detach_reset),
         surrogate=surrogate,
+        vec=vec,
     )
 
 
+@functools.cache
+def vector_variant(variant: KernelVariant) -> KernelVariant:
+    """The vector form of ``variant``: the same kernel with ``DTYPES[dtype].vec`` neurons
+    per thread."""
+    return dataclasses.replace(variant, vec=DTYPES[variant.dtype].vec)
+
+
 def all_variants() -> Iterator[KernelVariant]:
-    """Every distinct variant: each forward once, then each backward."""
+    """Every distinct variant: the forwards, then the backwards; within each, every
+    configuration one neuron per thread, then every configuration vectorized."""
     for direction in DIRECTIONS:
-        for neuron, spec in NEURONS.items():
-            decays = (True, False) if spec.has_decay_input else (False,)
-            detaches = (False, True) if direction == "backward" else (False,)
-            surrogates = tuple(SURROGATES) if direction == "backward" else (None,)
-            for decay_input in decays:
-                for soft_reset in (False, True):
-                    for dtype in DTYPES:
-                        for detach_reset in detaches:
-                            for surrogate in surrogates:
-                                yield make_variant(
-                                    neuron,
-                                    direction,
-                                    soft_reset=soft_reset,
-                                    decay_input=decay_input,
-                                    dtype=dtype,
-                                    detach_reset=detach_reset,
-                                    surrogate=surrogate,
-                                )
+        for vectorized in (False, True):
+            yield from _configurations(direction, vectorized)
+
+
+def _configurations(direction: str, vectorized: bool) -> Iterator[KernelVariant]:
+    detaches = (False, True) if direction == "backward" else (False,)
+    surrogates = tuple(SURROGATES) if direction == "backward" else (None,)
+    for neuron, spec in NEURONS.items():
+        decays = (True, False) if spec.has_decay_input else (False,)
+        for decay_input, soft_reset, dtype, detach_reset, surrogate in itertools.product(
+            decays, (False, True), DTYPES, detaches, surrogates
+        ):
+            yield make_variant(
+                neuron,
+                direction,
+                soft_reset=soft_reset,
+                decay_input=decay_input,
+                dtype=dtype,
+                detach_reset=detach_reset,
+                surrogate=surrogate,
+                vec=DTYPES[dtype].vec if vectorized else 1,
+            )
