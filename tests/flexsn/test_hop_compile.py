@@ -169,8 +169,14 @@ def test_compile_empty_sequence_matches_eager():
 
 def test_compile_without_dynamo_rule_traces_the_loop(monkeypatch):
     # What a torch whose private Dynamo API moved gets: the kernel hands Dynamo the plain
-    # loop, so fullgraph still holds and nothing of flex_sn_scan reaches the graph.
+    # loop, so fullgraph still holds and nothing of flex_sn_scan reaches the graph. The
+    # rule is really absent too (as on such a torch), so the fallback must not make
+    # Dynamo touch the operator object at all.
+    from torch._dynamo.variables import higher_order_ops as hops
+
     monkeypatch.setattr(hop, "_DYNAMO_REGISTRATION_ERROR", "simulated")
+    for name in ("flex_sn_scan", "flex_sn_scan_final_state"):
+        monkeypatch.delitem(hops._hop_name_to_variable_class, name, raising=False)
     assert not dynamo_hop_available()
     torch._dynamo.reset()
     graphs = []

@@ -122,23 +122,25 @@ class HopScanKernel:
                 f"(*input_seqs, *init_states), got {len(args)}"
             )
 
-    def _run(self, op: FlexSNScan, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def _run(self, args: tuple[torch.Tensor, ...], final_state: bool) -> tuple[torch.Tensor, ...]:
         counts = (self.num_inputs, self.num_states, self.num_outputs)
         if torch.compiler.is_dynamo_compiling() and not dynamo_hop_available():
             # Without the Dynamo rule the operator would be a graph break; Dynamo can
-            # trace the same loop written in plain Python instead.
-            return scan_body(self.core, *counts, args, op.final_state)
+            # trace the same loop written in plain Python instead. The operator object is
+            # not even referenced on this path: Dynamo cannot build a variable for it.
+            return scan_body(self.core, *counts, args, final_state)
+        op = flex_sn_scan_final_state if final_state else flex_sn_scan
         return op(self.core, *counts, *args)
 
     def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(*input_seqs, *init_states) -> (*output_seqs, *state_seqs)``."""
         self._check(args, "")
-        return self._run(flex_sn_scan, args)
+        return self._run(args, final_state=False)
 
     def final_state(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(*input_seqs, *init_states) -> (*output_seqs, *final_states)``."""
         self._check(args, ".final_state")
-        return self._run(flex_sn_scan_final_state, args)
+        return self._run(args, final_state=True)
 
     def __repr__(self) -> str:
         return (
