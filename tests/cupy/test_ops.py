@@ -357,3 +357,48 @@ def test_second_device_when_present():
     want = run_kernel(case, (x_seq.cuda(0), v_init.cuda(0)), **options)
     assert got[0].device == torch.device("cuda:1")
     torch.testing.assert_close(got[0].cuda(0), want[0], rtol=0, atol=0)
+
+
+# -- eager path ------------------------------------------------------------------------
+
+
+def test_eager_and_registered_paths_agree_and_refuse_double_backward(device):
+    """Eager calls skip the torch.library dispatcher (ops.EagerMultistep); both paths give
+    identical values and gradients, and neither silently drops second-order terms."""
+    from sj_cupy import operators
+
+    torch.manual_seed(0)
+    x_seq = (torch.rand(5, 3, 8, device=device) * 1.5).requires_grad_()
+    v_init = (torch.rand(3, 8, device=device) * 0.5).requires_grad_()
+    kwargs = dict(
+        tau=2.0,
+        decay_input=True,
+        v_threshold=1.0,
+        v_reset=0.0,
+        detach_reset=False,
+        surrogate_function=Sigmoid(),
+        store_v_seq=True,
+    )
+    eager = operators.lif_multi_step(x_seq, v_init, **kwargs)
+    registered = ops.multistep_forward  # the path torch.compile records
+    spike_seq, v_last, v_seq = eager
+    weights = [torch.rand_like(t) for t in eager]
+    grads = torch.autograd.grad(
+        sum((t * w).sum() for t, w in zip(eager, weights, strict=True)), (x_seq, v_init)
+    )
+    original = torch.compiler.is_compiling
+    try:
+        torch.compiler.is_compiling = lambda: True  # take the registered-op branch
+        via_op = operators.lif_multi_step(x_seq, v_init, **kwargs)
+    finally:
+        torch.compiler.is_compiling = original
+    assert registered is ops.multistep_forward
+    op_grads = torch.autograd.grad(
+        sum((t * w).sum() for t, w in zip(via_op, weights, strict=True)), (x_seq, v_init)
+    )
+    for a, b in zip((*eager, *grads), (*via_op, *op_grads), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="second derivative|double backward|differentiable"):
+        spike = operators.lif_multi_step(x_seq, v_init, **kwargs)[0]
+        (g,) = torch.autograd.grad((spike * weights[0]).sum(), x_seq, create_graph=True)
+        torch.autograd.grad(g.sum(), x_seq)

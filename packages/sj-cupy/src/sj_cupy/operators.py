@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .codegen import NEURONS
-from .ops import multistep_forward
+from .ops import EagerMultistep, forward_impl, multistep_forward
 from .validation import check_surrogate, check_tensors
 
 __all__ = [
@@ -71,13 +71,20 @@ def run_multistep(
     check_tensors(x_seq, v_init=v_init, w_init=w_init, r_tau=r_tau)
     if r_tau is not None:
         r_tau = r_tau.reshape(1).to(torch.float32).contiguous()
+    needs_graph = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x_seq, v_init, w_init, r_tau)
+    )
     if save_h_seq is None:
-        save_h_seq = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (x_seq, v_init, w_init, r_tau)
-        )
+        save_h_seq = needs_graph
     neuron_scalars = [float(v_threshold), 0.0 if v_reset is None else float(v_reset)]
     neuron_scalars += [float(scalars[name]) for name in spec.scalars]
-    return multistep_forward(
+    if torch.compiler.is_compiling():
+        run = multistep_forward  # the registered operator: what the compiler traces
+    elif needs_graph:
+        run = EagerMultistep.apply  # eager training: autograd without the dispatcher
+    else:
+        run = forward_impl  # eager inference: just the launch
+    return run(
         x_seq.contiguous(),
         v_init.contiguous(),
         None if w_init is None else w_init.contiguous(),

@@ -25,7 +25,13 @@ from .codegen import NEURONS, SURROGATES, make_variant
 from .codegen.kernels import SURROGATE_PARAM_PREFIX
 from .launch import choose_variant, get_launcher, grid_blocks, pack_args
 
-__all__ = ["multistep_backward", "multistep_forward"]
+__all__ = [
+    "EagerMultistep",
+    "backward_impl",
+    "forward_impl",
+    "multistep_backward",
+    "multistep_forward",
+]
 
 Tensor = torch.Tensor
 
@@ -71,8 +77,7 @@ def _scalar_values(neuron: str, neuron_scalars: list[float]) -> dict[str, float]
 # -- forward ------------------------------------------------------------------------------
 
 
-@torch.library.custom_op("sj_cupy::multistep_forward", mutates_args=())
-def multistep_forward(
+def forward_impl(
     x_seq: Tensor,
     v_init: Tensor,
     w_init: Optional[Tensor],
@@ -139,6 +144,11 @@ def multistep_forward(
     return spike_seq, v_last, w_last, v_seq, w_seq, h_seq
 
 
+multistep_forward = torch.library.custom_op("sj_cupy::multistep_forward", mutates_args=())(
+    forward_impl
+)
+
+
 @multistep_forward.register_fake
 def _multistep_forward_fake(
     x_seq,
@@ -179,8 +189,7 @@ def _incoming(grad: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
     return grad.to(dtype).contiguous()
 
 
-@torch.library.custom_op("sj_cupy::multistep_backward", mutates_args=())
-def multistep_backward(
+def backward_impl(
     grad_spike_seq: Optional[Tensor],
     grad_v_last: Optional[Tensor],
     grad_w_last: Optional[Tensor],
@@ -253,6 +262,11 @@ def multistep_backward(
     return grad_x_seq, grad_v_init, grad_w_init, grad_r_tau
 
 
+multistep_backward = torch.library.custom_op("sj_cupy::multistep_backward", mutates_args=())(
+    backward_impl
+)
+
+
 @multistep_backward.register_fake
 def _multistep_backward_fake(
     grad_spike_seq,
@@ -319,23 +333,27 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_spike_seq, grad_v_last, grad_w_last, grad_v_seq, grad_w_seq, grad_h_seq):
-    if not ctx.saved_h_seq:
-        raise RuntimeError(
-            "sj_cupy::multistep_forward ran with save_h_seq=False (the inference kernel), "
-            "so it cannot be differentiated; pass save_h_seq=True when gradients are needed"
-        )
-    h_seq, v_init, r_tau = ctx.saved_tensors
-    grad_x_seq, grad_v_init, grad_w_init, grad_r_tau = multistep_backward(
+    return _backward_with(
+        multistep_backward,
+        ctx,
         grad_spike_seq,
         grad_v_last,
         grad_w_last,
         grad_v_seq,
         grad_w_seq,
         grad_h_seq,
-        h_seq,
-        v_init,
-        r_tau,
-        *ctx.config,
+    )
+
+
+def _backward_with(backward, ctx, *incoming):
+    if not ctx.saved_h_seq:
+        raise RuntimeError(
+            "sj_cupy::multistep_forward ran with save_h_seq=False (the inference kernel), "
+            "so it cannot be differentiated; pass save_h_seq=True when gradients are needed"
+        )
+    h_seq, v_init, r_tau = ctx.saved_tensors
+    grad_x_seq, grad_v_init, grad_w_init, grad_r_tau = backward(
+        *incoming, h_seq, v_init, r_tau, *ctx.config
     )
     return (
         grad_x_seq,
@@ -346,3 +364,32 @@ def _backward(ctx, grad_spike_seq, grad_v_last, grad_w_last, grad_v_seq, grad_w_
 
 
 multistep_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+# -- eager path ---------------------------------------------------------------------------
+
+
+class EagerMultistep(torch.autograd.Function):
+    """The registered operators' computation for eager mode, without the dispatcher.
+
+    Dispatching a ``torch.library`` operator and its registered autograd costs hundreds of
+    microseconds per call, as long as the kernels themselves at small ``T``; eager calls
+    run the same implementations directly. ``torch.compile`` traces the operators.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, v_init, w_init, r_tau, *config):
+        outputs = forward_impl(x_seq, v_init, w_init, r_tau, *config)
+        _setup_context(ctx, (x_seq, v_init, w_init, r_tau, *config), outputs)
+        ctx.mark_non_differentiable(outputs[5])
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *incoming):
+        if torch.is_grad_enabled():
+            # create_graph=True would silently drop the second-order terms.
+            raise RuntimeError(
+                "sj_cupy kernels have no second derivative (create_graph=True); "
+                "use backend='torch' for higher-order gradients"
+            )
+        return _backward_with(backward_impl, ctx, *incoming)
