@@ -299,36 +299,15 @@ def _multistep_backward_fake(
 
 
 def _setup_context(ctx, inputs, output):
-    (
-        x_seq,
-        v_init,
-        w_init,
-        r_tau,
-        neuron,
-        soft_reset,
-        decay_input,
-        detach_reset,
-        surrogate,
-        neuron_scalars,
-        surrogate_params,
-        store_v_seq,
-        store_w_seq,
-        save_h_seq,
-    ) = inputs
+    # inputs: (x_seq, v_init, w_init, r_tau, *config [neuron .. surrogate_params],
+    # store_v_seq, store_w_seq, save_h_seq); the backward needs the config as it is.
+    _, v_init, w_init, r_tau = inputs[:4]
     # Outputs nobody differentiates (h_seq, unused placeholders...) then arrive as None
     # rather than as materialised zero tensors the backward would have to read.
     ctx.set_materialize_grads(False)
     ctx.save_for_backward(output[5], v_init, r_tau)
-    ctx.config = (
-        neuron,
-        soft_reset,
-        decay_input,
-        detach_reset,
-        surrogate,
-        neuron_scalars,
-        surrogate_params,
-    )
-    ctx.saved_h_seq = save_h_seq
+    ctx.config = tuple(inputs[4:11])
+    ctx.saved_h_seq = inputs[13]
     ctx.has_w = w_init is not None
 
 
