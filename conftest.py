@@ -25,7 +25,7 @@ if not HAS_CUDA:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAS_CUDA:
         return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; run on the device machine")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)

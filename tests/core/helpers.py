@@ -132,7 +132,7 @@ def raising(message: str) -> Callable:
     """A fake operator that cannot run this configuration (``NotImplementedError``)."""
 
     def operator(*args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(message)
+        raise backends.UnsupportedByBackendError(message)
 
     return operator
 

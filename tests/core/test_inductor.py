@@ -288,7 +288,7 @@ def test_rejects_plain_callable_surrogate(counting):
 
 
 def test_rejects_non_scalar_hyper_parameter(counting):
-    with pytest.raises(TypeError, match="tau must be a Python float"):
+    with pytest.raises(TypeError, match="tau must be a float"):
         inductor.multistep_lif(*make_inputs("lif"), **config("lif", tau=torch.tensor(2.0)))
 
 

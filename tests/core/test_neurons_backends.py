@@ -15,7 +15,7 @@ from helpers import FakePlugins, Recorder, make_spec, operator_keywords, raising
 from sj_core import backends, reference
 from sj_core.backends import OPERATORS, UnsupportedOperatorError
 from sj_core.neuron import BaseNode, IFNode, LIFNode, ParametricLIFNode
-from sj_core.neuron.dynamics import lif_charge, reset_potential
+from sj_core.neuron.statements import IF, LIF
 from sj_core.surrogate import ATan
 
 
@@ -28,10 +28,19 @@ def plugins(monkeypatch):
 def _lif_single_step(
     x, v, *, tau, decay_input, v_threshold, v_reset, detach_reset, surrogate_function
 ):
-    """A correct ``lif.single_step`` for fake backends, from the shared per-step equations."""
-    h = lif_charge(x, v, tau, decay_input, v_reset)
-    spike = surrogate_function(h - v_threshold)
-    return spike, reset_potential(h, spike, v_threshold, v_reset, detach_reset)
+    """A correct ``lif.single_step`` for fake backends, from the LIF statement."""
+    spike, (v,) = reference.neuron_step(
+        LIF,
+        x,
+        (v,),
+        (),
+        {"tau": tau, "decay_input": decay_input},
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+    )
+    return spike, v
 
 
 def _add_backend(plugins, name, operators, **spec_kwargs) -> dict[str, Recorder]:
@@ -331,9 +340,18 @@ def test_kernel_receives_exactly_the_documented_arguments(plugins, key, store_v_
 
 
 def _if_single_step(x, v, *, v_threshold, v_reset, detach_reset, surrogate_function):
-    h = v + x
-    spike = surrogate_function(h - v_threshold)
-    return spike, reset_potential(h, spike, v_threshold, v_reset, detach_reset)
+    spike, (v,) = reference.neuron_step(
+        IF,
+        x,
+        (v,),
+        (),
+        {},
+        v_threshold=v_threshold,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        surrogate_function=surrogate_function,
+    )
+    return spike, v
 
 
 def test_kernel_state_is_what_the_operator_returned(plugins) -> None:

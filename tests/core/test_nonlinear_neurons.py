@@ -31,8 +31,8 @@ RESETS = {"hard": "hard", "soft": None}
 # Non-default parameters (no 1s or 2s to hide a swapped factor) so that every term of
 # every equation matters.
 PARAMS = {
-    "qif": dict(tau=2.5, v_c=0.7, a0=1.2, v_rest=-0.05),
-    "eif": dict(tau=2.5, delta_T=0.8, theta_rh=0.7, v_rest=-0.05),
+    "qif": dict(tau=2.5, v_c=0.7, a0=1.2, v_rest=0.05),
+    "eif": dict(tau=2.5, delta_T=0.8, theta_rh=0.7, v_rest=0.05),
     "izhikevich": dict(tau=2.5, v_c=0.7, a0=1.2, v_rest=-0.1, a=0.5, b=0.3, tau_w=3.0),
 }
 # The reference system's defaults (Izhikevich with a, b switched on), for the hand-worked
@@ -553,4 +553,4 @@ def test_extra_repr_and_kernel_kwargs():
     assert QIFNode().operator_key("m") == "qif.multi_step"
     assert EIFNode().operator_key("m") == "eif.multi_step"
     assert node.operator_key("m") == "izhikevich.multi_step"
-    assert IzhikevichNode.kernel_states == ("v", "w")
+    assert IzhikevichNode().kernel_states == ("v", "w")

@@ -26,6 +26,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 require_flexsn()
 
+from sj_core.kernels import flatten_config  # noqa: E402
 from sj_flexsn import custom_ops  # noqa: E402
 from sj_flexsn.factory import build_flexsn_kernel  # noqa: E402
 
@@ -102,10 +103,13 @@ def test_opcheck():
     kernel = build_flexsn_kernel(make_lif_core(), num_inputs=1, num_states=1, num_outputs=1)
     x_seq = torch.rand(3, 4, device=DEVICE) * 2.0
     v_init = torch.rand(4, device=DEVICE)
-    torch.library.opcheck(custom_ops.inference_op, (kernel.handle, [x_seq, v_init], False))
-    torch.library.opcheck(custom_ops.inference_op, (kernel.handle, [x_seq, v_init], True))
-    args = (kernel.handle, [x_seq.requires_grad_(), v_init.requires_grad_()], False)
-    torch.library.opcheck(custom_ops.forward_op, args)
+    op = custom_ops.FLEXSN_OP.forward_op
+    for store_state_seqs in (False, True):
+        config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, store_state_seqs))
+        torch.library.opcheck(op, ([x_seq, v_init], *config, False))
+    config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, False))
+    args = ([x_seq.requires_grad_(), v_init.requires_grad_()], *config, True)
+    torch.library.opcheck(op, args)
 
 
 @pytest.mark.gpu
@@ -121,18 +125,21 @@ def test_reduce_overhead_mode():
 
 
 def test_custom_ops_match_the_eager_path():
-    # Eager calls skip the op dispatcher (sj_flexsn.eager); the ops must agree with them.
+    # Eager calls skip the op dispatcher (sj_core.kernels); the ops must agree with them.
     kernel = build_flexsn_kernel(multi_io_core, num_inputs=2, num_states=2, num_outputs=3)
     args = [random_inputs((4, 5), 1), random_inputs((4, 5), 2)]
     args += [random_inputs((5,), 3), random_inputs((5,), 4)]
+    forward_op = custom_ops.FLEXSN_OP.forward_op
     with torch.no_grad():
         eager = kernel(*args)
-        op = torch.ops.sj_flexsn.inference(kernel.handle, args, False)
+        config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, True))
+        op = forward_op(args, *config, False)
     for a, b in zip(eager, op, strict=True):
         assert torch.equal(a, b)
     e_args, o_args = [leaf(t) for t in args], [leaf(t) for t in args]
     eager = kernel.final_state(*e_args)
-    op = torch.ops.sj_flexsn.forward(kernel.handle, o_args, False)[: len(eager)]
+    config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, False))
+    op = forward_op(o_args, *config, True)[: len(eager)]
     grads = [random_inputs(t.shape, 10 + i) for i, t in enumerate(eager)]
     for a, b in zip(eager, op, strict=True):
         assert torch.equal(a, b)
@@ -145,4 +152,4 @@ def test_tracing_records_the_custom_ops():
     x_seq, v_init = torch.rand(3, 4, device=DEVICE), torch.zeros(4, device=DEVICE)
     gm = make_fx(lambda x, v: kernel.final_state(x, v), tracing_mode="fake")(x_seq, v_init)
     targets = {str(node.target) for node in gm.graph.nodes if node.op == "call_function"}
-    assert "sj_flexsn.inference.default" in targets
+    assert "sj_flexsn.flexsn_forward.default" in targets

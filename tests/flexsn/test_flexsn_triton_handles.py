@@ -17,6 +17,7 @@ from flexsn_triton_cases import DEVICE, leaf, make_lif_core, random_inputs, requ
 
 require_flexsn()
 
+from sj_core.kernels import flatten_config  # noqa: E402
 from sj_flexsn import custom_ops  # noqa: E402
 from sj_flexsn.factory import build_flexsn_kernel  # noqa: E402
 
@@ -99,17 +100,22 @@ def test_kernel_objects_are_collected_and_release_their_handles(cycles):
 
 
 def test_backward_works_after_the_owner_is_gone():
-    # Eager calls keep the kernels on their autograd node: the handle itself goes with
-    # its owner.
+    # An eager training call's autograd node holds an active reference: the kernels
+    # outlive their owner until the node is freed.
     kernel = _build()
     handle = kernel.handle
     x_seq, v_init = leaf(random_inputs((3, 4), 2, 0.0, 2.0)), leaf(torch.zeros(4, device=DEVICE))
     spikes, v_last = kernel.final_state(x_seq, v_init)
     del kernel
     gc.collect()
-    assert handle not in custom_ops._REGISTRY
+    entry = custom_ops.get_flexsn_kernel_handle(handle)
+    assert (entry.owner_refs, entry.active_refs) == (0, 1)
+    del entry
     (spikes.sum() + v_last.sum()).backward()
     assert x_seq.grad is not None and torch.isfinite(x_seq.grad).all()
+    del spikes, v_last
+    gc.collect()
+    assert handle not in custom_ops._REGISTRY
 
 
 def test_custom_op_autograd_keeps_the_handle_until_its_node_is_freed():
@@ -118,7 +124,8 @@ def test_custom_op_autograd_keeps_the_handle_until_its_node_is_freed():
     kernel = _build()
     handle = kernel.handle
     x_seq, v_init = leaf(random_inputs((3, 4), 2, 0.0, 2.0)), leaf(torch.zeros(4, device=DEVICE))
-    spikes, v_last, _ = torch.ops.sj_flexsn.forward(handle, [x_seq, v_init], False)
+    config = flatten_config(custom_ops.FlexSNConfig(handle, False))
+    spikes, v_last, *_ = custom_ops.FLEXSN_OP.forward_op([x_seq, v_init], *config, True)
     del kernel
     gc.collect()
     entry = custom_ops.get_flexsn_kernel_handle(handle)

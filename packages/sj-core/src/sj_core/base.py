@@ -88,6 +88,23 @@ def _fresh_reset_value(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def placed_like(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value`` in ``like``'s dtype and on its device (itself when it already is):
+    a state follows its input when the input's dtype or device changes."""
+    if value.dtype != like.dtype or value.device != like.device:
+        return value.to(dtype=like.dtype, device=like.device)
+    return value
+
+
+def _detached(value: Any) -> Any:
+    """A memory's value cut from the autograd graph: a tensor, or a list/tuple of them."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(item) for item in value)
+    return value
+
+
 class MemoryModule(nn.Module, StepModule):
     """Base class of stateful modules.
 
@@ -149,10 +166,10 @@ class MemoryModule(nn.Module, StepModule):
         value = getattr(self, name)
         if isinstance(value, torch.Tensor):
             if value.shape == like.shape:
-                if value.dtype != like.dtype or value.device != like.device:
-                    value = value.to(dtype=like.dtype, device=like.device)
-                    setattr(self, name, value)
-                return value
+                converted = placed_like(value, like)
+                if converted is not value:
+                    setattr(self, name, converted)
+                return converted
             value = self._memory_reset_values[name]
         if isinstance(value, torch.Tensor):
             value = value.to(dtype=like.dtype, device=like.device).expand_as(like).clone()
@@ -183,15 +200,15 @@ class MemoryModule(nn.Module, StepModule):
 
     def __deepcopy__(self, memo: dict) -> MemoryModule:
         # After a training forward a memory can be a non-leaf tensor of the autograd
-        # graph, which Tensor.__deepcopy__ refuses; copy memories' values detached, as
-        # pickling does, and everything else as usual.
+        # graph (or a list of them), which Tensor.__deepcopy__ refuses; copy memories'
+        # values detached, as pickling does, and everything else as usual.
         cls = type(self)
         new = cls.__new__(cls)
         memo[id(self)] = new
         memory_names = self.__dict__["_memory_reset_values"]
         for key, value in self.__dict__.items():
-            if key in memory_names and isinstance(value, torch.Tensor):
-                new.__dict__[key] = value.detach().clone()
+            if key in memory_names:
+                new.__dict__[key] = copy.deepcopy(_detached(value), memo)
             else:
                 new.__dict__[key] = copy.deepcopy(value, memo)
         return new

@@ -1,6 +1,6 @@
 """The ``inductor`` backend: the reference time loops compiled by ``torch.compile``.
 
-Each operator (``if``/``lif``/``plif.multi_step``, same signatures as in
+Each operator (``<neuron>.multi_step`` for every neuron statement, same signatures as in
 :mod:`sj_core.reference`) binds every non-tensor argument into a closure around the
 reference loop, compiles it with ``torch.compile(fullgraph=True, dynamic=False)`` (the
 loop over ``T`` is unrolled, so Inductor fuses all ``T`` steps into a few kernels) and
@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import types
 from collections import OrderedDict
@@ -41,6 +42,8 @@ from typing import Any, NamedTuple
 import torch
 
 from . import reference
+from .backends.errors import UnsupportedByBackendError
+from .neuron.statements import EIF, IF, IZHIKEVICH, LIF, PLIF, QIF, NeuronStatement
 from .surrogate import SurrogateFunctionBase
 
 __all__ = [
@@ -48,19 +51,16 @@ __all__ = [
     "CacheInfo",
     "cache_info",
     "clear_cache",
+    "multistep_eif",
     "multistep_if",
+    "multistep_izhikevich",
     "multistep_lif",
     "multistep_plif",
+    "multistep_qif",
 ]
 
 #: The most compiled callables kept at once (least recently used dropped first).
 MAX_CACHE_ENTRIES = 64
-
-_REFERENCE_LOOPS: dict[str, Callable[..., tuple]] = {
-    "if": reference.multistep_if,
-    "lif": reference.multistep_lif,
-    "plif": reference.multistep_plif,
-}
 
 
 class CacheInfo(NamedTuple):
@@ -132,7 +132,7 @@ def clear_cache() -> None:
 
 def _surrogate_key(surrogate_function: Any) -> tuple:
     if not isinstance(surrogate_function, SurrogateFunctionBase):
-        raise NotImplementedError(
+        raise UnsupportedByBackendError(
             "the 'inductor' backend needs a sj_core.surrogate.SurrogateFunctionBase "
             "instance (it keys its compile cache on the surrogate's kernel_name, "
             f"kernel_params() and spiking), got {type(surrogate_function).__name__}; "
@@ -195,28 +195,29 @@ def _compile(fn: Callable[..., tuple]) -> Callable[..., tuple]:
     return torch.compile(fn, fullgraph=True, dynamic=False)
 
 
-def _run(operator: str, tensors: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> tuple:
-    surrogate_key = _surrogate_key(kwargs["surrogate_function"])
-    # Bad shapes must raise here, not from inside Dynamo's trace of the loop.
-    reference._check_shapes(tensors[0], tensors[1])
-    loop = _REFERENCE_LOOPS[operator]
+def _run(statement: NeuronStatement, tensors: tuple[torch.Tensor, ...], kwargs: dict) -> tuple:
+    surrogate_key = _surrogate_key(kwargs.get("surrogate_function"))
+    # Bad arguments must raise here, not from inside Dynamo's trace of the loop.
+    reference.split_operator_tensors(statement, tensors[0], tensors[1:])
+    params = {k: v for k, v in kwargs.items() if k not in _COMMON_KEYWORDS}
+    statement.validate(params, kwargs.get("v_threshold"), kwargs.get("v_reset"))
     if torch.compiler.is_compiling() or tensors[0].shape[0] == 0:
         # Already inside torch.compile: the outer compiler fuses the plain loop. T == 0:
         # nothing to compile.
-        return loop(*tensors, **kwargs)
+        return reference.multistep(statement, *tensors, **kwargs)
     scalars = tuple(
         (name, _scalar_key(name, value))
         for name, value in sorted(kwargs.items())
         if name != "surrogate_function"
     )
-    key = (operator, scalars, surrogate_key, _signature(tensors))
+    key = (statement.name, scalars, surrogate_key, _signature(tensors))
     compiled = _CACHE.get(key)
     if compiled is not None:
         return compiled(*tensors)
     # The closure owns a private copy of the surrogate: a later change to the caller's
     # instance changes the key, and must not change what an existing entry computes.
     bound = dict(kwargs, surrogate_function=copy.deepcopy(kwargs["surrogate_function"]))
-    compiled = _compile(_bind(loop, bound))
+    compiled = _compile(_bind(functools.partial(reference.multistep, statement), bound))
     _CACHE.put(key, compiled)
     try:
         return compiled(*tensors)  # the first call compiles
@@ -225,94 +226,26 @@ def _run(operator: str, tensors: tuple[torch.Tensor, ...], kwargs: dict[str, Any
         raise
 
 
-# -- operators (signatures as in sj_core.reference) ---------------------------------------
+_COMMON_KEYWORDS = ("v_threshold", "v_reset", "detach_reset", "surrogate_function", "store_v_seq")
 
 
-def multistep_if(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    *,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: SurrogateFunctionBase,
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """IF neuron over ``T`` steps, compiled (operator ``if.multi_step``).
+def _operator(statement: NeuronStatement) -> Callable[..., tuple]:
+    def operator(x_seq, *tensors, **kwargs):
+        return _run(statement, (x_seq, *tensors), kwargs)
 
-    ``x_seq`` ``[T, *S]``, ``v_init`` ``[*S]`` -> ``(spike_seq, v_last, v_seq | None)``.
-    """
-    return _run(
-        "if",
-        (x_seq, v_init),
-        dict(
-            v_threshold=v_threshold,
-            v_reset=v_reset,
-            detach_reset=detach_reset,
-            surrogate_function=surrogate_function,
-            store_v_seq=store_v_seq,
-        ),
+    operator.__name__ = operator.__qualname__ = f"multistep_{statement.name}"
+    operator.__module__ = __name__
+    operator.__signature__ = statement.signature()
+    operator.__doc__ = (
+        f"{statement.title} neuron over ``T`` steps, compiled (operator "
+        f"``{statement.operator_key}``); arguments as in :mod:`sj_core.reference`."
     )
+    return operator
 
 
-def multistep_lif(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    *,
-    tau: float,
-    decay_input: bool,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: SurrogateFunctionBase,
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """LIF neuron over ``T`` steps, compiled (operator ``lif.multi_step``).
-
-    ``x_seq`` ``[T, *S]``, ``v_init`` ``[*S]`` -> ``(spike_seq, v_last, v_seq | None)``.
-    """
-    return _run(
-        "lif",
-        (x_seq, v_init),
-        dict(
-            tau=tau,
-            decay_input=decay_input,
-            v_threshold=v_threshold,
-            v_reset=v_reset,
-            detach_reset=detach_reset,
-            surrogate_function=surrogate_function,
-            store_v_seq=store_v_seq,
-        ),
-    )
-
-
-def multistep_plif(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    r_tau: torch.Tensor,
-    *,
-    decay_input: bool,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: SurrogateFunctionBase,
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Parametric LIF over ``T`` steps, compiled (operator ``plif.multi_step``).
-
-    ``r_tau`` is a one-element tensor ``1/tau`` (``sigmoid(w)``); gradients flow to it.
-    """
-    if r_tau.numel() != 1:
-        raise ValueError(f"r_tau must have one element, got shape {tuple(r_tau.shape)}")
-    return _run(
-        "plif",
-        (x_seq, v_init, r_tau),
-        dict(
-            decay_input=decay_input,
-            v_threshold=v_threshold,
-            v_reset=v_reset,
-            detach_reset=detach_reset,
-            surrogate_function=surrogate_function,
-            store_v_seq=store_v_seq,
-        ),
-    )
+multistep_if = _operator(IF)
+multistep_lif = _operator(LIF)
+multistep_plif = _operator(PLIF)
+multistep_qif = _operator(QIF)
+multistep_eif = _operator(EIF)
+multistep_izhikevich = _operator(IZHIKEVICH)

@@ -1,10 +1,13 @@
 """Pure-torch multi-step neuron loops: the reference every kernel backend reproduces.
 
-Each function implements an operator key of :mod:`sj_core.backends.operators` (they are
-the ``torch`` backend's operators) with autograd through a plain time loop, built from
-the per-step equations in :mod:`sj_core.neuron.dynamics`. Shapes: ``x_seq`` ``[T, *S]``,
-states ``[*S]``; returns ``(spike_seq [T, *S], v_last [*S], v_seq [T, *S] | None)``
-(Izhikevich, with two states: ``(spike_seq, v_last, w_last, v_seq | None)``).
+Each ``multistep_<neuron>`` implements the operator key ``<neuron>.multi_step`` (see
+:mod:`sj_core.backends.operators`; they are the ``torch`` backend's operators) as a plain
+time loop over the neuron's statement (:mod:`sj_core.neuron.statements`), differentiated
+by autograd. Shapes: ``x_seq`` ``[T, *S]``, states ``[*S]``; returns ``(spike_seq
+[T, *S], v_last [*S], v_seq [T, *S] | None)`` (Izhikevich, with two states:
+``(spike_seq, v_last, w_last, v_seq | None)``). ``T == 0`` returns an empty
+``spike_seq`` (attached to ``x_seq``'s graph, so gradients are zeros) and the initial
+states as the final ones.
 
 Example::
 
@@ -17,267 +20,174 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
-from .neuron.dynamics import (
-    eif_charge,
-    if_charge,
-    izhikevich_adapt,
-    izhikevich_charge,
-    izhikevich_jump,
-    lif_charge,
-    plif_charge,
-    qif_charge,
-    reset_potential,
+from .neuron.statements import (
+    EIF,
+    IF,
+    IZHIKEVICH,
+    LIF,
+    PLIF,
+    QIF,
+    TENSOR,
+    NeuronStatement,
+    fire_input,
+    reset,
 )
 
 __all__ = [
+    "empty_spikes",
+    "multistep",
     "multistep_eif",
     "multistep_if",
     "multistep_izhikevich",
     "multistep_lif",
     "multistep_plif",
     "multistep_qif",
-    "run_multistep",
+    "neuron_step",
+    "split_operator_tensors",
 ]
 
-ChargeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+def empty_spikes(x_seq: torch.Tensor) -> torch.Tensor:
+    """The spikes of a ``T == 0`` call: empty like ``x_seq`` and, when ``x_seq`` needs a
+    gradient, attached to it (so ``backward`` gives zeros instead of failing)."""
+    return x_seq * 0
 
 
-def _check_shapes(x_seq: torch.Tensor, *states: torch.Tensor) -> None:
+def split_operator_tensors(
+    statement: NeuronStatement, x_seq: torch.Tensor, tensors: Sequence[Any]
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """``(states, tensor parameters)`` from an operator's positional tensors after
+    ``x_seq``, checked: each state one step of ``x_seq``, each tensor one element.
+
+    Raises:
+        TypeError: the wrong number of tensors, or something that is not a tensor.
+        ValueError: a shape that does not fit.
+    """
+    names = [f"{s}_init" for s in statement.states] + list(statement.names(TENSOR))
+    if not isinstance(x_seq, torch.Tensor):
+        raise TypeError(f"x_seq must be a tensor, got {type(x_seq).__name__}")
+    if len(tensors) != len(names):
+        raise TypeError(
+            f"{statement.title} multi-step takes x_seq, {', '.join(names)}; got "
+            f"{1 + len(tensors)} tensors"
+        )
+    for name, tensor in zip(names, tensors, strict=True):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
     if x_seq.dim() < 1:
         raise ValueError("x_seq must be [T, *S], got a 0-d tensor")
-    for state in states:
-        if tuple(state.shape) != tuple(x_seq.shape[1:]):
+    n = len(statement.states)
+    step = tuple(x_seq.shape[1:])
+    for name, state in zip(names[:n], tensors[:n], strict=True):
+        if tuple(state.shape) != step:
             raise ValueError(
-                f"initial state shape {tuple(state.shape)} does not match one step of "
-                f"x_seq {tuple(x_seq.shape[1:])}"
+                f"{name} has shape {tuple(state.shape)}, which does not match one step of "
+                f"x_seq {step}"
             )
+    for name, tensor in zip(names[n:], tensors[n:], strict=True):
+        if tensor.numel() != 1:
+            raise ValueError(f"{name} must have one element, got shape {tuple(tensor.shape)}")
+    return tuple(tensors[:n]), tuple(tensors[n:])
 
 
-def run_multistep(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    charge: ChargeFn,
+def neuron_step(
+    statement: NeuronStatement,
+    x: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    tensors: Sequence[torch.Tensor],
+    params: Mapping[str, Any],
     *,
     v_threshold: float,
     v_reset: float | None,
     detach_reset: bool,
     surrogate_function: Callable[[torch.Tensor], torch.Tensor],
-    store_v_seq: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The charge -> fire -> reset loop over ``T`` steps for a one-state neuron.
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One step of ``statement``: ``(spike [*S], new states)`` from ``x`` and the states.
+
+    ``params`` are the float and flag parameters, ``tensors`` the tensor ones (PLIF's
+    ``r_tau``): one element each, or one per neuron (any shape that broadcasts to ``x``).
+    """
+    v_r = 0.0 if v_reset is None else v_reset
+    tensors = [t.reshape(()) if t.numel() == 1 else t for t in tensors]
+    h = statement.charge(x, *states, *tensors, **params, v_r=v_r)
+    adaptation = statement.adaptation
+    if adaptation is not None:
+        w = adaptation.adapt(h, states[1], **params, v_r=v_r)
+    spike = surrogate_function(fire_input(h, v_threshold))
+    v = reset(h, spike.detach() if detach_reset else spike, v_threshold, v_reset)
+    if adaptation is None:
+        return spike, (v,)
+    return spike, (v, adaptation.jump(w, spike, **params, v_r=v_r))
+
+
+def multistep(
+    statement: NeuronStatement,
+    x_seq: torch.Tensor,
+    *tensors: torch.Tensor,
+    v_threshold: float,
+    v_reset: float | None,
+    detach_reset: bool,
+    surrogate_function: Callable[[torch.Tensor], torch.Tensor],
+    store_v_seq: bool = False,
+    **params: Any,
+) -> tuple[torch.Tensor | None, ...]:
+    """``T`` steps of ``statement`` (the generic form of every ``multistep_*``).
 
     Args:
-        charge: ``(x [*S], v [*S]) -> H [*S]``.
+        tensors: the initial states (``[*S]`` each), then the tensor parameters.
+        params: the statement's float and flag parameters.
+
+    Returns:
+        ``(spike_seq, *final_states, v_seq | None)``.
     """
-    _check_shapes(x_seq, v_init)
-    v = v_init
+    params, v_threshold, v_reset = statement.validate(params, v_threshold, v_reset)
+    states, parameters = split_operator_tensors(statement, x_seq, tensors)
     spikes: list[torch.Tensor] = []
     v_seq: list[torch.Tensor] = []
     for t in range(x_seq.shape[0]):
-        h = charge(x_seq[t], v)
-        spike = surrogate_function(h - v_threshold)
-        v = reset_potential(h, spike, v_threshold, v_reset, detach_reset)
+        spike, states = neuron_step(
+            statement,
+            x_seq[t],
+            states,
+            parameters,
+            params,
+            v_threshold=v_threshold,
+            v_reset=v_reset,
+            detach_reset=detach_reset,
+            surrogate_function=surrogate_function,
+        )
         spikes.append(spike)
         if store_v_seq:
-            v_seq.append(v)
-    spike_seq = torch.stack(spikes) if spikes else torch.empty_like(x_seq)
-    if not store_v_seq:
-        return spike_seq, v, None
-    return spike_seq, v, torch.stack(v_seq) if v_seq else torch.empty_like(x_seq)
+            v_seq.append(states[0])
+    spike_seq = torch.stack(spikes) if spikes else empty_spikes(x_seq)
+    stored = None
+    if store_v_seq:
+        stored = torch.stack(v_seq) if v_seq else empty_spikes(x_seq)
+    return (spike_seq, *states, stored)
 
 
-def multistep_if(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    *,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: Callable[[torch.Tensor], torch.Tensor],
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """IF neuron over ``T`` steps (operator ``if.multi_step``)."""
-    return run_multistep(
-        x_seq,
-        v_init,
-        if_charge,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        detach_reset=detach_reset,
-        surrogate_function=surrogate_function,
-        store_v_seq=store_v_seq,
+def _operator(statement: NeuronStatement) -> Callable[..., tuple]:
+    def operator(x_seq, *tensors, **kwargs):
+        return multistep(statement, x_seq, *tensors, **kwargs)
+
+    operator.__name__ = operator.__qualname__ = f"multistep_{statement.name}"
+    operator.__module__ = __name__
+    operator.__signature__ = statement.signature()
+    operator.__doc__ = (
+        f"{statement.title} neuron over ``T`` steps (operator ``{statement.operator_key}``):"
+        f" :func:`multistep` of :data:`sj_core.neuron.statements.{statement.name.upper()}`."
     )
+    return operator
 
 
-def multistep_lif(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    *,
-    tau: float,
-    decay_input: bool,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: Callable[[torch.Tensor], torch.Tensor],
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """LIF neuron over ``T`` steps (operator ``lif.multi_step``)."""
-
-    def charge(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return lif_charge(x, v, tau, decay_input, v_reset)
-
-    return run_multistep(
-        x_seq,
-        v_init,
-        charge,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        detach_reset=detach_reset,
-        surrogate_function=surrogate_function,
-        store_v_seq=store_v_seq,
-    )
-
-
-def multistep_plif(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    r_tau: torch.Tensor,
-    *,
-    decay_input: bool,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: Callable[[torch.Tensor], torch.Tensor],
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Parametric LIF over ``T`` steps (operator ``plif.multi_step``).
-
-    ``r_tau`` is a one-element tensor ``1/tau``; gradients flow to it.
-    """
-    if r_tau.numel() != 1:
-        raise ValueError(f"r_tau must have one element, got shape {tuple(r_tau.shape)}")
-    r = r_tau.reshape(())
-
-    def charge(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return plif_charge(x, v, r, decay_input, v_reset)
-
-    return run_multistep(
-        x_seq,
-        v_init,
-        charge,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        detach_reset=detach_reset,
-        surrogate_function=surrogate_function,
-        store_v_seq=store_v_seq,
-    )
-
-
-def multistep_qif(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    *,
-    tau: float,
-    v_c: float,
-    a0: float,
-    v_rest: float,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: Callable[[torch.Tensor], torch.Tensor],
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Quadratic IF neuron over ``T`` steps (operator ``qif.multi_step``)."""
-
-    def charge(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return qif_charge(x, v, tau, v_c, a0, v_rest)
-
-    return run_multistep(
-        x_seq,
-        v_init,
-        charge,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        detach_reset=detach_reset,
-        surrogate_function=surrogate_function,
-        store_v_seq=store_v_seq,
-    )
-
-
-def multistep_eif(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    *,
-    tau: float,
-    delta_T: float,
-    theta_rh: float,
-    v_rest: float,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: Callable[[torch.Tensor], torch.Tensor],
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Exponential IF neuron over ``T`` steps (operator ``eif.multi_step``)."""
-
-    def charge(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return eif_charge(x, v, tau, delta_T, theta_rh, v_rest)
-
-    return run_multistep(
-        x_seq,
-        v_init,
-        charge,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        detach_reset=detach_reset,
-        surrogate_function=surrogate_function,
-        store_v_seq=store_v_seq,
-    )
-
-
-def multistep_izhikevich(
-    x_seq: torch.Tensor,
-    v_init: torch.Tensor,
-    w_init: torch.Tensor,
-    *,
-    tau: float,
-    v_c: float,
-    a0: float,
-    v_rest: float,
-    a: float,
-    b: float,
-    tau_w: float,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: Callable[[torch.Tensor], torch.Tensor],
-    store_v_seq: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Izhikevich neuron over ``T`` steps (operator ``izhikevich.multi_step``).
-
-    Two states: the membrane potential ``v`` and the adaptation ``w``. Each step:
-    charge ``H`` (with the old ``W``), adapt ``W'`` from ``H``, fire, reset ``V``, then
-    ``W = W' + b S``. Returns ``(spike_seq, v_last, w_last, v_seq | None)``; ``T == 0``
-    returns the initial states as given.
-    """
-    _check_shapes(x_seq, v_init, w_init)
-    v, w = v_init, w_init
-    spikes: list[torch.Tensor] = []
-    v_seq: list[torch.Tensor] = []
-    for t in range(x_seq.shape[0]):
-        h = izhikevich_charge(x_seq[t], v, w, tau, v_c, a0, v_rest)
-        w = izhikevich_adapt(h, w, a, v_rest, tau_w)
-        spike = surrogate_function(h - v_threshold)
-        v = reset_potential(h, spike, v_threshold, v_reset, detach_reset)
-        w = izhikevich_jump(w, spike, b)
-        spikes.append(spike)
-        if store_v_seq:
-            v_seq.append(v)
-    spike_seq = torch.stack(spikes) if spikes else torch.empty_like(x_seq)
-    if not store_v_seq:
-        return spike_seq, v, w, None
-    return spike_seq, v, w, torch.stack(v_seq) if v_seq else torch.empty_like(x_seq)
+multistep_if = _operator(IF)
+multistep_lif = _operator(LIF)
+multistep_plif = _operator(PLIF)
+multistep_qif = _operator(QIF)
+multistep_eif = _operator(EIF)
+multistep_izhikevich = _operator(IZHIKEVICH)

@@ -11,8 +11,7 @@ import importlib.util
 import torch
 
 from sj_core.backends import BackendSpec
-
-_OPERATORS = "sj_cupy.operators"
+from sj_core.neuron.statements import STATEMENTS
 
 #: What to run when CuPy is missing (one extra per CUDA major version).
 CUPY_MISSING = (
@@ -41,14 +40,9 @@ BACKEND = BackendSpec(
     distribution="sj-cupy",
     check=_check,
     operators={
-        "if.multi_step": f"{_OPERATORS}:if_multi_step",
-        "lif.multi_step": f"{_OPERATORS}:lif_multi_step",
-        "plif.multi_step": f"{_OPERATORS}:plif_multi_step",
-        "qif.multi_step": f"{_OPERATORS}:qif_multi_step",
-        "eif.multi_step": f"{_OPERATORS}:eif_multi_step",
-        "izhikevich.multi_step": f"{_OPERATORS}:izhikevich_multi_step",
-        "if.single_step": f"{_OPERATORS}:if_single_step",
-        "lif.single_step": f"{_OPERATORS}:lif_single_step",
+        f"{name}.{mode}": f"sj_cupy.operators:{name}_{mode}"
+        for name in STATEMENTS
+        for mode in ("multi_step", "single_step")
     },
     devices=("cuda",),
     priority=10,

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import torch
 
+from sj_core.neuron.statements import EIF, IF, IZHIKEVICH, LIF, PLIF, QIF
+
 from .codegen import all_variants, module_source
-from .operators import run_multistep
+from .operators import RUNNER
 
 __all__ = [
     "multistep_eif_ptt",
@@ -41,8 +43,8 @@ def save_cuda_codes(cu_file_path: str = "./neuron_kernel_sample.cu") -> None:
 
 def multistep_if_ptt(x_seq, v_init, v_threshold, v_reset, detach_reset, surrogate_function):
     """IF neuron: returns ``(spike_seq, v_seq)`` (``v_seq`` the post-reset potentials)."""
-    spike_seq, _, _, v_seq, _, _ = run_multistep(
-        "if",
+    spike_seq, _, _, v_seq, _ = RUNNER.run(
+        IF,
         x_seq,
         v_init,
         v_threshold=v_threshold,
@@ -58,8 +60,8 @@ def multistep_lif_ptt(
     x_seq, v_init, decay_input, tau, v_threshold, v_reset, detach_reset, surrogate_function
 ):
     """LIF neuron: returns ``(spike_seq, v_seq)``."""
-    spike_seq, _, _, v_seq, _, _ = run_multistep(
-        "lif",
+    spike_seq, _, _, v_seq, _ = RUNNER.run(
+        LIF,
         x_seq,
         v_init,
         tau=tau,
@@ -85,11 +87,11 @@ def multistep_plif_ptt(
 ):
     """Parametric LIF (``reciprocal_tau`` a one-element tensor ``1/tau``): returns
     ``(spike_seq, v_seq, reciprocal_tau)``."""
-    spike_seq, _, _, v_seq, _, _ = run_multistep(
-        "plif",
+    spike_seq, _, _, v_seq, _ = RUNNER.run(
+        PLIF,
         x_seq,
         v_init,
-        r_tau=reciprocal_tau,
+        reciprocal_tau,
         decay_input=decay_input,
         v_threshold=v_threshold,
         v_reset=v_reset,
@@ -104,8 +106,8 @@ def multistep_qif_ptt(
     x_seq, v_init, tau, v_threshold, v_reset, v_rest, v_c, a0, detach_reset, surrogate_function
 ):
     """Quadratic IF: returns ``(spike_seq, v_seq)``."""
-    spike_seq, _, _, v_seq, _, _ = run_multistep(
-        "qif",
+    spike_seq, _, _, v_seq, _ = RUNNER.run(
+        QIF,
         x_seq,
         v_init,
         tau=tau,
@@ -139,8 +141,8 @@ def multistep_izhikevich_ptt(
 ):
     """Izhikevich: returns ``(spike_seq, v_seq, w_seq)`` (``w_seq`` the adaptation after
     each step, spike jump included)."""
-    spike_seq, _, _, v_seq, w_seq, _ = run_multistep(
-        "izhikevich",
+    spike_seq, _, _, v_seq, w_seq = RUNNER.run(
+        IZHIKEVICH,
         x_seq,
         v_init,
         w_init,
@@ -156,7 +158,6 @@ def multistep_izhikevich_ptt(
         detach_reset=detach_reset,
         surrogate_function=surrogate_function,
         store_v_seq=True,
-        store_w_seq=True,
     )
     return spike_seq, v_seq, w_seq
 
@@ -176,19 +177,21 @@ def multistep_eif_ptt(
     """Exponential IF: returns ``(spike_seq, v_v_seq, h_seq)``, as the reference system:
     ``v_v_seq`` ``[T + 1, N, *]`` is ``v_init`` followed by the post-reset potentials and
     ``h_seq`` ``[T, N, *]`` the pre-reset (charged) potentials."""
-    spike_seq, _, _, v_seq, _, h_seq = run_multistep(
-        "eif",
+    params = {"tau": tau, "delta_T": delta_T, "theta_rh": theta_rh, "v_rest": v_rest}
+    spike_seq, _, _, v_seq, _ = RUNNER.run(
+        EIF,
         x_seq,
         v_init,
-        tau=tau,
-        delta_T=delta_T,
-        theta_rh=theta_rh,
-        v_rest=v_rest,
+        **params,
         v_threshold=v_threshold,
         v_reset=v_reset,
         detach_reset=detach_reset,
         surrogate_function=surrogate_function,
         store_v_seq=True,
-        save_h_seq=True,
     )
-    return spike_seq, torch.cat((v_init.unsqueeze(0), v_seq)), h_seq
+    v_v_seq = torch.cat((v_init.unsqueeze(0), v_seq))
+    # H[t] from X[t] and V[t-1], all steps at once with the statement's own equation
+    # (differentiable: gradients reach x_seq, v_init and, through v_seq, the kernels).
+    v_r = 0.0 if v_reset is None else v_reset
+    h_seq = EIF.charge(x_seq, v_v_seq[:-1], **params, v_r=v_r)
+    return spike_seq, v_v_seq, h_seq

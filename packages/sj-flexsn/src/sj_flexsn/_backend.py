@@ -9,27 +9,12 @@ Loading this module must stay cheap: it imports neither triton nor the kernels.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from sj_core.backends import BackendSpec
+from sj_core.kernels import interpreter_enabled
 
-__all__ = ["HOP", "INDUCTOR", "TRITON", "interpreter_enabled"]
-
-
-def interpreter_enabled() -> bool:
-    """Whether Triton's CPU interpreter is switched on (``TRITON_INTERPRET=1``).
-
-    Read at every call, with the values Triton itself takes as true.
-    """
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in (
-        "1",
-        "true",
-        "yes",
-        "on",
-        "y",
-    )
+__all__ = ["HOP", "INDUCTOR", "TRITON"]
 
 
 def _cuda_or_interpreter() -> tuple[bool, str]:

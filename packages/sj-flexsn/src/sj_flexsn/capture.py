@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 
 import torch
@@ -63,6 +64,11 @@ __all__ = [
     "trace_inference_graph",
     "trace_joint_graph",
 ]
+
+# make_fx patches module-level state while it traces, so two traces at once (kernels
+# built from several threads) corrupt each other: traces run one at a time. Reentrant,
+# because a core may itself build a FlexSN kernel.
+_TRACE_LOCK = threading.RLock()
 
 #: The shape every traced argument has. Two dimensions of different sizes, so that a
 #: reduction, transpose or reshape changes the shape and is caught.
@@ -215,7 +221,34 @@ class _SwapCapturedTensors(TorchFunctionMode):
         return result
 
 
-def _trace_failure(spec_name: str, stage: str, exc: BaseException) -> FlexSNTraceError:
+def _core_files(core: Callable) -> set[str]:
+    """The source files of ``core``'s code (its function, or an ``nn.Module``'s forward)."""
+    target = core.forward if isinstance(core, torch.nn.Module) else core
+    code = getattr(getattr(target, "__func__", target), "__code__", None)
+    return {code.co_filename} if code is not None else set()
+
+
+def _raised_in_core(exc: BaseException, core: Callable) -> bool:
+    """Whether the traceback of ``exc`` passes through the file that defines ``core``."""
+    files = _core_files(core)
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename in files:
+            return True
+        traceback = traceback.tb_next
+    return not files  # a core whose code we cannot see: give the user the hints
+
+
+def _trace_failure(
+    core: Callable, spec_name: str, stage: str, exc: BaseException
+) -> FlexSNTraceError:
+    if not _raised_in_core(exc, core):
+        # The error arose in the tracing machinery, not in code the user wrote.
+        return FlexSNTraceError(
+            f"sj_flexsn failed while tracing the FlexSN core {spec_name!r} ({stage}): "
+            f"{type(exc).__name__}: {exc}. This is an error inside sj_flexsn or torch, not "
+            "in the core; please report it."
+        )
     return FlexSNTraceError(
         f"tracing the FlexSN core {spec_name!r} ({stage}) failed: {type(exc).__name__}: "
         f"{exc}. A core must be element-wise tensor code: no .item(), no Python control "
@@ -247,10 +280,12 @@ def find_captured_tensors(
         {}, known=args, make_stand_in=lambda t: _meta_like_trace(t, t.requires_grad)
     )
     try:
-        with mode:
+        with _TRACE_LOCK, mode:
             core(*args)
     except Exception as exc:
-        raise _trace_failure(core_display_name(core), "finding captured tensors", exc) from exc
+        raise _trace_failure(
+            core, core_display_name(core), "finding captured tensors", exc
+        ) from exc
     return tuple(mode.discovered)
 
 
@@ -332,11 +367,12 @@ def trace_inference_graph(spec: CoreSpec) -> fx.GraphModule:
 
     examples = _fake_examples(spec, [False] * (spec.num_args + spec.num_captured))
     try:
-        return make_fx(step, tracing_mode="fake", decomposition_table=DECOMPOSITIONS)(*examples)
+        with _TRACE_LOCK:
+            return make_fx(step, tracing_mode="fake", decomposition_table=DECOMPOSITIONS)(*examples)
     except FlexSNTraceError:
         raise
     except Exception as exc:
-        raise _trace_failure(spec.name, "inference trace", exc) from exc
+        raise _trace_failure(spec.core, spec.name, "inference trace", exc) from exc
 
 
 def trace_joint_graph(spec: CoreSpec, requires_grad: Sequence[bool]) -> JointGraph:
@@ -382,11 +418,12 @@ def trace_joint_graph(spec: CoreSpec, requires_grad: Sequence[bool]) -> JointGra
     examples = _fake_examples(spec, flags)
     examples += [torch.zeros(TRACE_SHAPE) for _ in range(spec.num_results)]
     try:
-        gm = make_fx(joint, tracing_mode="fake", decomposition_table=DECOMPOSITIONS)(*examples)
+        with _TRACE_LOCK:
+            gm = make_fx(joint, tracing_mode="fake", decomposition_table=DECOMPOSITIONS)(*examples)
     except FlexSNTraceError:
         raise
     except Exception as exc:
-        raise _trace_failure(spec.name, "training trace", exc) from exc
+        raise _trace_failure(spec.core, spec.name, "training trace", exc) from exc
     return JointGraph(
         gm=gm,
         spec=spec,

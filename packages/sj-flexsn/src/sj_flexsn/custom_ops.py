@@ -1,20 +1,13 @@
-"""FlexSN kernels as ``torch.library`` operators, addressed by integer handles.
+"""FlexSN kernels as one operator of sj-core's kernel plumbing, addressed by handles.
 
 Generated kernels are Python objects that ``torch.compile`` must not trace into, so they
-live in a registry (:class:`FlexSNKernelHandle` per built core) and the operators take an
-integer ``handle``:
-
-* ``sj_flexsn::inference(handle, tensors, final_state) -> list[Tensor]``
-* ``sj_flexsn::forward(handle, tensors, store_state_seqs) -> list[Tensor]`` (training;
-  autograd registered with ``register_autograd``)
-* ``sj_flexsn::backward(handle, grads, saved, captured, T, step_shape, dtype, device,
-  needs) -> list[Tensor]``
-
-``tensors`` is ``[*input_seqs, *init_states, *captured]``. Each operator has a fake
-implementation, so Dynamo and AOTAutograd see one opaque node per call (no graph break,
-``fullgraph=True`` works). These are ``custom_op``\\ s rather than ``triton_op``\\ s: the
-kernel is looked up at run time from the handle, which also works under Triton's CPU
-interpreter.
+live in a registry (:class:`FlexSNKernelHandle` per built core) and the operator's
+configuration carries an integer ``handle`` (:class:`FlexSNConfig`). :data:`FLEXSN_OP`
+(a :class:`sj_core.kernels.KernelOp`) runs them eagerly without the dispatcher, under
+autograd with a clear refusal of double backward, or, when traced, through the
+registered ``sj_flexsn::flexsn_forward`` / ``sj_flexsn::flexsn_backward`` custom
+operators with fake implementations (one opaque node per call; ``fullgraph=True``
+works). Inputs are ``[*input_seqs, *init_states, *captured]``.
 
 Lifetime: a handle starts with one *owner* reference (the object the factory returns;
 :func:`attach_flexsn_handle_finalizer` releases it when that object is collected, and a
@@ -26,7 +19,7 @@ zero.
 Example::
 
     >>> handle = register_flexsn_kernel_handle(inference_kernel=k, inference_info=info, ...)
-    >>> outs = torch.ops.sj_flexsn.inference(handle, [x_seq, v_init], False)
+    >>> outs = FLEXSN_OP(FlexSNConfig(handle, store_state_seqs=True), [x_seq, v_init])
 """
 
 from __future__ import annotations
@@ -35,8 +28,9 @@ import dataclasses
 import itertools
 import threading
 import weakref
+from typing import NamedTuple
 
-import torch
+from sj_core.kernels import KernelOp
 
 from .info import FlexSNInfo
 from .wrapper import (
@@ -47,7 +41,10 @@ from .wrapper import (
 )
 
 __all__ = [
+    "FLEXSN_OP",
+    "FlexSNConfig",
     "FlexSNKernelHandle",
+    "FlexSNKernels",
     "attach_flexsn_handle_finalizer",
     "get_flexsn_kernel_handle",
     "hold_active_reference",
@@ -182,137 +179,124 @@ def hold_active_reference(handle: int) -> object:
     return _ActiveReference(handle)
 
 
-# -- inference ---------------------------------------------------------------------------
+# -- the kernels as one operator -----------------------------------------------------------
 
 
-@torch.library.custom_op("sj_flexsn::inference", mutates_args=())
-def inference_op(handle: int, tensors: list[torch.Tensor], final_state: bool) -> list[torch.Tensor]:
-    """Outputs and state sequences (or final states) of a no-grad call."""
-    entry = get_flexsn_kernel_handle(handle)
-    if final_state:
+class FlexSNConfig(NamedTuple):
+    """A FlexSN kernel call: which kernels, and which states it returns.
+
+    Attributes:
+        handle: the registered kernels (:func:`register_flexsn_kernel_handle`).
+        store_state_seqs: return the state sequences ``[T, *S]`` (else the final states).
+    """
+
+    handle: int
+    store_state_seqs: bool
+
+
+def _counts(entry: FlexSNKernelHandle) -> FlexSNInfo:
+    return entry.training_info or entry.inference_info
+
+
+class FlexSNKernels:
+    """:class:`sj_core.kernels.KernelImplementation` of the generated FlexSN kernels.
+
+    Inputs ``[*input_seqs, *init_states, *captured]``; results ``[*outputs, *states,
+    *stored intermediates, layout]`` in training (``layout`` an empty tensor
+    ``[T, *S, 0]`` that carries the call's shape, dtype and device to the backward) and
+    ``[*outputs, *states]`` in inference.
+    """
+
+    backend = "FlexSN triton"
+
+    def num_outputs(self, config: FlexSNConfig) -> int:
+        info = _counts(get_flexsn_kernel_handle(config.handle))
+        return info.num_outputs + info.num_states
+
+    def retain(self, config: FlexSNConfig) -> object:
+        # The kernels must survive until the backward pass, even if their owner does not.
+        return hold_active_reference(config.handle)
+
+    def forward(self, config, inputs, *, save, launch, placeholders):
+        entry = get_flexsn_kernel_handle(config.handle)
+        if save:
+            results = flexsn_forward(
+                entry.forward_kernel,
+                entry.training_info,
+                *inputs,
+                store_state_seqs=config.store_state_seqs,
+            )
+            x = inputs[0]
+            return [*results, x.new_empty((*x.shape, 0))]
+        if config.store_state_seqs:
+            return list(flexsn_inference(entry.inference_kernel, entry.inference_info, *inputs))
         return list(
             flexsn_inference_final_state(
-                entry.inference_final_state_kernel, entry.inference_final_state_info, *tensors
+                entry.inference_final_state_kernel, entry.inference_final_state_info, *inputs
             )
         )
-    return list(flexsn_inference(entry.inference_kernel, entry.inference_info, *tensors))
 
+    def saved(self, config, inputs, results):
+        info = get_flexsn_kernel_handle(config.handle).training_info
+        n_in, n_st = info.num_inputs, info.num_states
+        base = info.num_outputs + n_st
+        # Each intermediate is re-read from an input sequence (mapping -(i + 1)), an output
+        # or a stored buffer.
+        intermediates = [
+            inputs[-m - 1] if m < 0 else results[m] for m in info.c2k_return_mapping[base:]
+        ]
+        return [*intermediates, *inputs[n_in + n_st :], results[-1]]
 
-def _fake_outputs_and_states(info: FlexSNInfo, tensors, state_seqs: bool) -> list[torch.Tensor]:
-    x = tensors[0]
-    states = tensors[info.num_inputs : info.num_inputs + info.num_states]
-    outputs = [x.new_empty(x.shape) for _ in range(info.num_outputs)]
-    outputs += [x.new_empty(x.shape) if state_seqs else s.new_empty(s.shape) for s in states]
-    return outputs
-
-
-@inference_op.register_fake
-def _inference_fake(handle: int, tensors: list[torch.Tensor], final_state: bool):
-    info = get_flexsn_kernel_handle(handle).inference_info
-    return _fake_outputs_and_states(info, tensors, not final_state)
-
-
-# -- training ------------------------------------------------------------------------------
-
-
-@torch.library.custom_op("sj_flexsn::forward", mutates_args=())
-def forward_op(
-    handle: int, tensors: list[torch.Tensor], store_state_seqs: bool
-) -> list[torch.Tensor]:
-    """``[*outputs, *states, *stored intermediates]`` of a training call."""
-    entry = get_flexsn_kernel_handle(handle)
-    return list(
-        flexsn_forward(
-            entry.forward_kernel, entry.training_info, *tensors, store_state_seqs=store_state_seqs
+    def backward(self, config, saved, grads, needs, *, launch):
+        entry = get_flexsn_kernel_handle(config.handle)
+        info = entry.training_info
+        n_saved = info.num_intermediates
+        layout = saved[-1]
+        return list(
+            backward_with_layout(
+                entry.backward_kernel,
+                info,
+                grads[: info.num_outputs + info.num_states],
+                saved[:n_saved],
+                saved[n_saved:-1],
+                T=layout.shape[0],
+                step=layout.shape[1:-1],
+                dtype=layout.dtype,
+                device=layout.device,
+                needs_input_grad=needs,
+            )
         )
-    )
+
+    def fake_forward(self, config, inputs, save):
+        entry = get_flexsn_kernel_handle(config.handle)
+        info = entry.training_info if save else entry.inference_info
+        x = inputs[0]
+        states = inputs[info.num_inputs : info.num_inputs + info.num_states]
+        results = [x.new_empty(x.shape) for _ in range(info.num_outputs)]
+        results += [
+            x.new_empty(x.shape) if config.store_state_seqs else s.new_empty(s.shape)
+            for s in states
+        ]
+        if save:
+            results += [x.new_empty(x.shape) for _ in info.stored_intermediates]
+            results.append(x.new_empty((*x.shape, 0)))
+        return results
+
+    def fake_backward(self, config, saved, grads, needs):
+        info = get_flexsn_kernel_handle(config.handle).training_info
+        layout = saved[-1]
+        T, step = layout.shape[0], tuple(layout.shape[1:-1])
+        captured = saved[info.num_intermediates : -1]
+        shapes = [(T, *step)] * info.num_inputs + [step] * info.num_states
+        shapes += [tuple(c.shape) for c in captured]
+        dtypes = [layout.dtype] * (info.num_inputs + info.num_states) + [c.dtype for c in captured]
+        return [
+            layout.new_empty(shape, dtype=dtype) if need else None
+            for shape, dtype, need in zip(shapes, dtypes, needs, strict=True)
+        ]
 
 
-@forward_op.register_fake
-def _forward_fake(handle: int, tensors: list[torch.Tensor], store_state_seqs: bool):
-    info = get_flexsn_kernel_handle(handle).training_info
-    x = tensors[0]
-    stored = [x.new_empty(x.shape) for _ in info.stored_intermediates]
-    return _fake_outputs_and_states(info, tensors, store_state_seqs) + stored
-
-
-@torch.library.custom_op("sj_flexsn::backward", mutates_args=())
-def backward_op(
-    handle: int,
-    grads: list[torch.Tensor | None],
-    saved: list[torch.Tensor],
-    captured: list[torch.Tensor],
-    T: int,
-    step_shape: list[int],
-    dtype: torch.dtype,
-    device: torch.device,
-    needs: list[bool],
-) -> list[torch.Tensor]:
-    """Gradients of the ``tensors`` of :func:`forward_op` whose ``needs`` flag is set."""
-    entry = get_flexsn_kernel_handle(handle)
-    results = backward_with_layout(
-        entry.backward_kernel,
-        entry.training_info,
-        grads,
-        saved,
-        captured,
-        T=T,
-        step=step_shape,
-        dtype=dtype,
-        device=device,
-        needs_input_grad=needs,
-    )
-    return [r for r in results if r is not None]
-
-
-@backward_op.register_fake
-def _backward_fake(handle, grads, saved, captured, T, step_shape, dtype, device, needs):
-    info = get_flexsn_kernel_handle(handle).training_info
-    n_in, n_st = info.num_inputs, info.num_states
-    shapes = [(T, *step_shape)] * n_in + [tuple(step_shape)] * n_st
-    dtypes = [dtype] * (n_in + n_st) + [c.dtype for c in captured]
-    shapes += [tuple(c.shape) for c in captured]
-    return [
-        torch.empty(shape, dtype=dt, device=device)
-        for shape, dt, need in zip(shapes, dtypes, needs, strict=True)
-        if need
-    ]
-
-
-def _setup_forward_context(ctx, inputs, output) -> None:
-    handle, tensors, store_state_seqs = inputs
-    info = get_flexsn_kernel_handle(handle).training_info
-    n_in, n_st = info.num_inputs, info.num_states
-    base = info.num_outputs + n_st
-    # Each intermediate is re-read from an input, an output, or a stored buffer.
-    saved = [tensors[-m - 1] if m < 0 else output[m] for m in info.c2k_return_mapping[base:]]
-    captured = tensors[n_in + n_st :]
-    ctx.save_for_backward(*saved, *captured)
-    x = tensors[0]
-    ctx.flexsn_call = (handle, len(saved), x.shape[0], list(x.shape[1:]), x.dtype, x.device)
-    ctx.flexsn_active = hold_active_reference(handle)
-    ctx.mark_non_differentiable(*output[base:])
-    ctx.set_materialize_grads(False)
-
-
-def _forward_backward(ctx, grads):
-    handle, num_saved, T, step_shape, dtype, device = ctx.flexsn_call
-    info = get_flexsn_kernel_handle(handle).training_info
-    stored = ctx.saved_tensors
-    needs = [bool(n) for n in ctx.needs_input_grad[1]]
-    results = torch.ops.sj_flexsn.backward(
-        handle,
-        list(grads[: info.num_outputs + info.num_states]),
-        list(stored[:num_saved]),
-        list(stored[num_saved:]),
-        T,
-        step_shape,
-        dtype,
-        device,
-        needs,
-    )
-    per_tensor = iter(results)
-    return None, [next(per_tensor) if need else None for need in needs], None
-
-
-forward_op.register_autograd(_forward_backward, setup_context=_setup_forward_context)
+#: The operator every FlexSN kernel runs through (``sj_flexsn::flexsn_forward`` and
+#: ``sj_flexsn::flexsn_backward`` when traced). Custom ops rather than ``triton_op`` s:
+#: the kernels are looked up at run time from the handle.
+FLEXSN_OP = KernelOp("sj_flexsn", "flexsn", FlexSNKernels(), FlexSNConfig)

@@ -18,22 +18,22 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._backend import interpreter_enabled
+from sj_core.kernels import interpreter_enabled
+
 from .capture import CoreSpec, make_core_spec
 from .custom_ops import (
+    FLEXSN_OP,
+    FlexSNConfig,
     attach_flexsn_handle_finalizer,
-    get_flexsn_kernel_handle,
     register_flexsn_kernel_handle,
     retain_owner_flexsn_kernel_handle,
 )
-from .eager import FlexSNTrainingFunction, use_eager_path
 from .kernel import (
     build_inference_kernels_for_spec,
     build_training_kernels_for_spec,
     check_example_inputs,
     normalize_requires_grad,
 )
-from .wrapper import flexsn_inference, flexsn_inference_final_state
 
 __all__ = ["FlexSNTritonKernel", "build_flexsn_kernel"]
 
@@ -87,9 +87,6 @@ class FlexSNTritonKernel:
         self._captured_requires_grad = spec.captured_requires_grad
         self._core_name = spec.name
         self.handle = self._register(spec)
-        # The kernels themselves, for the eager path (the registry entry stays until the
-        # finalizer releases it; holding it here keeps no handle alive).
-        self._entry = get_flexsn_kernel_handle(self.handle)
         self._finalizer = attach_flexsn_handle_finalizer(self, self.handle)
 
     def _register(self, spec: CoreSpec) -> int:
@@ -136,24 +133,9 @@ class FlexSNTritonKernel:
             if not isinstance(arg, torch.Tensor):
                 raise TypeError(f"argument {index} must be a tensor, got {type(arg).__name__}")
         tensors = [*args, *self.captured]
-        training = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-        if training:
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             self._check_differentiable(args)
-        if use_eager_path(tensors):
-            # The same kernels and saved tensors as the custom ops, minus their dispatch
-            # overhead (see sj_flexsn.eager).
-            entry = self._entry
-            if training:
-                return FlexSNTrainingFunction.apply(entry, self.handle, not final_state, *tensors)
-            if final_state:
-                return flexsn_inference_final_state(
-                    entry.inference_final_state_kernel, entry.inference_final_state_info, *tensors
-                )
-            return flexsn_inference(entry.inference_kernel, entry.inference_info, *tensors)
-        if training:
-            results = torch.ops.sj_flexsn.forward(self.handle, tensors, not final_state)
-            return tuple(results[: self.num_outputs + self.num_states])
-        return tuple(torch.ops.sj_flexsn.inference(self.handle, tensors, final_state))
+        return FLEXSN_OP(FlexSNConfig(self.handle, store_state_seqs=not final_state), tensors)
 
     def _check_differentiable(self, args: Sequence[torch.Tensor]) -> None:
         # A gradient the kernels were not built for would silently be zero.

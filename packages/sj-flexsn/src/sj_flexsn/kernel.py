@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._backend import interpreter_enabled
+from sj_core.kernels import interpreter_enabled
+
 from .capture import CoreSpec, make_core_spec, trace_inference_graph, trace_joint_graph
 from .info import FlexSNInfo, extract_info
 from .lowering import LoweredCore, lower_graph

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ._backend import interpreter_enabled
+from sj_core.kernels import interpreter_enabled, launch_lock
+
 from .info import FlexSNInfo
 
 __all__ = [
@@ -89,7 +90,7 @@ def _launch(
         if device.type == "cuda" and device.index != torch.cuda.current_device()
         else contextlib.nullcontext()
     )
-    with guard:
+    with guard, launch_lock():
         # No FMA contraction: the generated step then rounds exactly like torch's ops.
         kernel[grid](*args, **constexprs, BLOCK=block, num_warps=num_warps, enable_fp_fusion=False)
 

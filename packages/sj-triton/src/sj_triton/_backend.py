@@ -5,18 +5,11 @@ Loading this module must stay cheap: it imports neither triton nor the kernels.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from sj_core.backends import BackendSpec
-
-_KERNELS = "sj_triton.neuron_kernel"
-
-
-def interpreter_enabled() -> bool:
-    """Whether Triton's CPU interpreter is switched on (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+from sj_core.kernels import interpreter_enabled
+from sj_core.neuron.statements import STATEMENTS
 
 
 def _check() -> tuple[bool, str]:
@@ -31,11 +24,11 @@ BACKEND = BackendSpec(
     requirements=("triton>=3.2",),
     check=_check,
     operators={
-        "if.multi_step": f"{_KERNELS}.integrate_and_fire:if_multi_step",
-        "lif.multi_step": f"{_KERNELS}.lif:lif_multi_step",
-        "plif.multi_step": f"{_KERNELS}.plif:plif_multi_step",
+        f"{name}.{mode}": f"sj_triton.operators:{name}_{mode}"
+        for name in STATEMENTS
+        for mode in ("multi_step", "single_step")
     },
     devices=("cuda",),
     priority=20,
-    description="fused Triton kernels for IF/LIF/PLIF (multi-step), torch.compile-ready",
+    description="fused Triton kernels for every neuron (IF/LIF/PLIF/QIF/EIF/Izhikevich)",
 )

@@ -20,9 +20,10 @@ from .errors import (
     BackendNotInstalledError,
     BackendUnavailableError,
     UnknownBackendError,
+    UnsupportedByBackendError,
     UnsupportedOperatorError,
 )
-from .operators import OPERATORS, multi_step_key, single_step_key
+from .operators import OPERATORS
 from .registry import (
     ENTRY_POINT_GROUP,
     BackendInfo,
@@ -47,6 +48,7 @@ __all__ = [
     "BackendSpec",
     "BackendUnavailableError",
     "UnknownBackendError",
+    "UnsupportedByBackendError",
     "UnsupportedOperatorError",
     "available_backends",
     "backend_names",
@@ -55,8 +57,6 @@ __all__ = [
     "get_backend",
     "get_operator",
     "list_backends",
-    "multi_step_key",
     "refresh",
-    "single_step_key",
     "supported_backends",
 ]

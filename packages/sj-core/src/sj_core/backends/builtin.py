@@ -8,11 +8,12 @@ every other backend must reproduce. ``inductor`` compiles the same loops with
 
 from __future__ import annotations
 
+from ..neuron.statements import STATEMENTS
 from .spec import BackendSpec
 
 __all__ = ["BUILTIN_BACKENDS", "TORCH", "INDUCTOR"]
 
-_REFERENCE_NEURONS = ("if", "lif", "plif", "qif", "eif", "izhikevich")
+_REFERENCE_NEURONS = tuple(STATEMENTS)
 
 TORCH = BackendSpec(
     name="torch",
@@ -31,7 +32,7 @@ INDUCTOR = BackendSpec(
     distribution="sj-core",
     operators={
         f"{neuron}.multi_step": f"sj_core.inductor:multistep_{neuron}"
-        for neuron in ("if", "lif", "plif")
+        for neuron in _REFERENCE_NEURONS
     },
     devices=("cpu", "cuda"),
     priority=-10,  # compiling costs seconds: 'auto' never prefers it

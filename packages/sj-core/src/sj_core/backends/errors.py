@@ -13,8 +13,11 @@ Each says what went wrong and what to do about it:
 * :class:`UnsupportedOperatorError` (a ``ValueError``): the backend exists but does not
   implement the operator a module needs (e.g. single-step LIF on ``triton``).
 
-A configuration a backend cannot run (a surrogate it lacks, a dtype, a CPU tensor) is
-reported by the backend itself with ``NotImplementedError``.
+At call time, a backend reports an input or configuration it cannot run (a surrogate
+it lacks, a dtype, a CPU tensor) with :class:`UnsupportedByBackendError` (a
+``NotImplementedError``), the one error ``backend='auto'`` falls back on. A user mistake
+(a wrong shape, a value out of range, a wrong type) is a ``ValueError`` or ``TypeError``
+on every backend, the ``torch`` reference included.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "BackendNotInstalledError",
     "BackendLoadError",
     "BackendUnavailableError",
+    "UnsupportedByBackendError",
     "UnsupportedOperatorError",
 ]
 
@@ -51,3 +55,11 @@ class BackendUnavailableError(BackendError, RuntimeError):
 
 class UnsupportedOperatorError(BackendError, ValueError):
     """A backend does not provide the operator a module needs."""
+
+
+class UnsupportedByBackendError(BackendError, NotImplementedError):
+    """At call time: this backend cannot run this input or configuration (a dtype, a
+    device, a surrogate it lacks, ``spiking=False``); another backend (``torch``) can.
+
+    ``backend='auto'`` moves on to the next backend on this error, and on no other.
+    """

@@ -5,8 +5,8 @@ Submodules mirror the reference layout: :mod:`~sj_core.neuron.base_node`,
 :mod:`~sj_core.neuron.plif`, :mod:`~sj_core.neuron.qif`, :mod:`~sj_core.neuron.eif`,
 :mod:`~sj_core.neuron.izhikevich`, :mod:`~sj_core.neuron.nonspiking`,
 :mod:`~sj_core.neuron.psn`, :mod:`~sj_core.neuron.flexsn`;
-:mod:`~sj_core.neuron.dynamics` holds the per-step equations they share with
-:mod:`sj_core.reference`.
+:mod:`~sj_core.neuron.statements` holds the one statement of each neuron's equations
+that the modules, :mod:`sj_core.reference` and every kernel backend derive from.
 """
 
 from .base_node import BaseNode, SimpleBaseNode

@@ -16,17 +16,24 @@ import torch
 
 from .. import backends
 from ..base import MemoryModule
+from ..reference import empty_spikes
 from ..surrogate import SurrogateFunctionBase
-from .dynamics import reset_potential
 from .nonspiking import NonSpikingBaseNode
+from .statements import FLAG, FLOAT, TENSOR, NeuronStatement, fire_input, reset
 from .validation import check_bool, check_float, check_input, check_surrogate
 
-__all__ = ["BaseNode", "NonSpikingBaseNode", "SimpleBaseNode", "check_bool", "check_float"]
+__all__ = ["BaseNode", "NonSpikingBaseNode", "SimpleBaseNode"]
 
 # Hooks that define a neuron's math. A subclass that overrides one of them computes
 # something the parent's kernels do not, so it loses the parent's kernel backends
 # (see BaseNode.__init_subclass__).
-_MATH_HOOKS = ("neuronal_charge", "neuronal_fire", "neuronal_reset", "single_step_forward")
+_MATH_HOOKS = (
+    "neuronal_charge",
+    "neuronal_adaptation",
+    "neuronal_fire",
+    "neuronal_reset",
+    "single_step_forward",
+)
 
 
 def step_like(x_seq: torch.Tensor) -> torch.Tensor:
@@ -54,21 +61,21 @@ class BaseNode(MemoryModule):
         store_v_seq: in ``'m'`` mode, keep the post-reset potentials of every step in
             ``v_seq`` (``[T, N, *]``); otherwise only the last one in ``v``.
 
-    Subclasses implement :meth:`neuronal_charge` (update ``self.v`` from ``x`` to
-    ``H``); that alone works in both step modes on the ``torch`` backend. Built-in
-    neurons set :attr:`operator_name` to use kernel backends.
+    Built-in neurons set :attr:`statement` (their equations, see
+    :mod:`sj_core.neuron.statements`): the hooks below then compute it on the ``torch``
+    backend and kernel backends run it. A subclass may instead implement
+    :meth:`neuronal_charge` (update ``self.v`` from ``x`` to ``H``); that alone works in
+    both step modes on the ``torch`` backend.
     """
 
-    #: Neuron name in operator keys (``"lif"`` -> ``"lif.multi_step"``); ``None`` means
-    #: the neuron runs on the torch backend only.
-    operator_name: ClassVar[str | None] = None
-    #: Memories that kernel operators take as initial states and return updated.
-    kernel_states: ClassVar[tuple[str, ...]] = ("v",)
+    #: The neuron's statement; ``None`` means a custom neuron that runs on the torch
+    #: backend only (its hooks define the math).
+    statement: ClassVar[NeuronStatement | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "operator_name" not in cls.__dict__ and any(h in cls.__dict__ for h in _MATH_HOOKS):
-            cls.operator_name = None
+        if "statement" not in cls.__dict__ and any(h in cls.__dict__ for h in _MATH_HOOKS):
+            cls.statement = None
 
     def __init__(
         self,
@@ -111,12 +118,17 @@ class BaseNode(MemoryModule):
         if value and "v_seq" not in self._memory_reset_values:
             self.register_memory("v_seq", None)
 
+    @property
+    def kernel_states(self) -> tuple[str, ...]:
+        """Memories that kernel operators take as initial states and return updated."""
+        return ("v",) if self.statement is None else self.statement.states
+
     def operator_key(self, step_mode: str | None = None) -> str | None:
         """The operator this neuron needs from a kernel backend in ``step_mode``."""
-        if self.operator_name is None:
+        if self.statement is None:
             return None
         mode = self.step_mode if step_mode is None else step_mode
-        return f"{self.operator_name}.{'single_step' if mode == 's' else 'multi_step'}"
+        return f"{self.statement.name}.{'single_step' if mode == 's' else 'multi_step'}"
 
     def supported_backends_for(self, step_mode: str) -> tuple[str, ...]:
         key = self.operator_key(step_mode)
@@ -192,29 +204,64 @@ class BaseNode(MemoryModule):
         """Make ``self.v`` a tensor shaped, typed and placed like ``x`` (one step)."""
         self.materialize_memory("v", x)
 
+    def neuron_params(self) -> dict[str, Any]:
+        """The statement's float and flag parameters, read from this module's attributes."""
+        statement = self.statement
+        return {
+            name: getattr(self, name) for name in statement.names(FLOAT) + statement.names(FLAG)
+        }
+
+    def _equation_arguments(self) -> dict[str, Any]:
+        v_r = 0.0 if self.v_reset is None else self.v_reset
+        return {**self.neuron_params(), "v_r": v_r}
+
     def neuronal_charge(self, x: torch.Tensor) -> None:
-        """Update ``self.v`` from ``V[t-1]`` to ``H[t]``. Subclasses must implement it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge")
+        """Update ``self.v`` from ``V[t-1]`` to ``H[t]`` (the statement's charge).
+        A custom neuron without a :attr:`statement` must implement it."""
+        if self.statement is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge")
+        states = [getattr(self, name) for name in self.statement.states]
+        tensors = [t.reshape(()) for t in self.kernel_tensors()]
+        self.v = self.statement.charge(x, *states, *tensors, **self._equation_arguments())
+
+    def neuronal_adaptation(self) -> None:
+        """Update the adaptation state from the charged ``H`` (``self.v``), before firing;
+        nothing for neurons without one."""
+        adaptation = self.statement.adaptation if self.statement is not None else None
+        if adaptation is not None:
+            self.w = adaptation.adapt(self.v, self.w, **self._equation_arguments())
 
     def neuronal_fire(self) -> torch.Tensor:
         """Spikes from the charged potential: ``surrogate(H - V_th)``."""
-        return self.surrogate_function(self.v - self.v_threshold)
+        return self.surrogate_function(fire_input(self.v, self.v_threshold))
 
     def neuronal_reset(self, spike: torch.Tensor) -> None:
-        """Reset ``self.v`` after firing ``spike`` (hard or soft, see the class doc)."""
-        self.v = reset_potential(self.v, spike, self.v_threshold, self.v_reset, self.detach_reset)
+        """Reset ``self.v`` after firing ``spike`` (hard or soft, see the class doc), then
+        apply the adaptation's spike-triggered jump (never detached)."""
+        spike_d = spike.detach() if self.detach_reset else spike
+        self.v = reset(self.v, spike_d, self.v_threshold, self.v_reset)
+        adaptation = self.statement.adaptation if self.statement is not None else None
+        if adaptation is not None:
+            self.w = adaptation.jump(self.w, spike, **self._equation_arguments())
+
+    def _materialize_states(self, like: torch.Tensor) -> None:
+        self.v_float_to_tensor(like)
+        for name in self.kernel_states[1:]:
+            self.materialize_memory(name, like)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One step on the torch backend: charge, fire, reset. ``x``: ``[N, *]``."""
-        self.v_float_to_tensor(x)
+        """One step on the torch backend: charge, adapt, fire, reset. ``x``: ``[N, *]``."""
+        self._materialize_states(x)
         self.neuronal_charge(x)
+        self.neuronal_adaptation()
         spike = self.neuronal_fire()
         self.neuronal_reset(spike)
         return spike
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """``T`` steps on the torch backend. ``x_seq``: ``[T, N, *]`` -> spikes ``[T, N, *]``."""
-        self.v_float_to_tensor(step_like(x_seq))
+        # Materialised up front so that every state is a tensor even when T == 0.
+        self._materialize_states(step_like(x_seq))
         spikes = []
         v_seq = []
         for t in range(x_seq.shape[0]):
@@ -222,14 +269,15 @@ class BaseNode(MemoryModule):
             if self.store_v_seq:
                 v_seq.append(self.v)
         if self.store_v_seq:
-            self.v_seq = torch.stack(v_seq) if v_seq else torch.empty_like(x_seq)
-        return torch.stack(spikes) if spikes else torch.empty_like(x_seq)
+            self.v_seq = torch.stack(v_seq) if v_seq else empty_spikes(x_seq)
+        return torch.stack(spikes) if spikes else empty_spikes(x_seq)
 
     # -- kernel backends -----------------------------------------------------------------
 
     def kernel_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of this neuron's kernel operators (see operator keys)."""
         return {
+            **self.neuron_params(),
             "v_threshold": self.v_threshold,
             "v_reset": self.v_reset,
             "detach_reset": self.detach_reset,
@@ -237,13 +285,18 @@ class BaseNode(MemoryModule):
         }
 
     def kernel_tensors(self) -> tuple[torch.Tensor, ...]:
-        """Extra tensor arguments after the states (PLIF: ``r_tau``)."""
-        return ()
+        """The statement's tensor parameters, one element each (PLIF: ``r_tau``), read
+        from this module's attributes; they follow the states in operator calls."""
+        if self.statement is None:
+            return ()
+        return tuple(getattr(self, name).reshape(1) for name in self.statement.names(TENSOR))
 
     def _kernel_single_step(self, operator: Callable, x: torch.Tensor) -> torch.Tensor:
-        v = self.materialize_memory("v", x)
-        spike, self.v = operator(x, v, *self.kernel_tensors(), **self.kernel_kwargs())
-        return spike
+        states = [self.materialize_memory(name, x) for name in self.kernel_states]
+        outputs = operator(x, *states, *self.kernel_tensors(), **self.kernel_kwargs())
+        for i, name in enumerate(self.kernel_states):
+            setattr(self, name, outputs[1 + i])
+        return outputs[0]
 
     def _kernel_multi_step(self, operator: Callable, x_seq: torch.Tensor) -> torch.Tensor:
         like = step_like(x_seq)
@@ -289,13 +342,26 @@ class BaseNode(MemoryModule):
                 continue
             try:
                 out = self._run_kernel(operator, x)
-            except NotImplementedError:
-                # Only 'auto' may fall back: this backend cannot run this configuration.
+            except backends.UnsupportedByBackendError:
+                # Only 'auto' may fall back: this backend cannot run this input.
                 continue
             self.last_backend = name
             return out
         self.last_backend = "torch"
         return self._run_torch(x)
+
+    # -- pickling --------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The resolved operator is looked up again on load: the backend may be installed
+        # differently there, and 'auto' candidates are not worth storing.
+        state = super().__getstate__()
+        state["_operator"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._operator = self._resolve_operator(self._backend, self._step_mode)
 
     def extra_repr(self) -> str:
         return (
@@ -329,32 +395,31 @@ class SimpleBaseNode(MemoryModule):
         self.v_reset = check_float("v_reset", v_reset, allow_none=True)
         self.surrogate_function = check_surrogate(surrogate_function)
         self.detach_reset = check_bool("detach_reset", detach_reset)
-        self.register_memory("v", 0.0 if v_reset is None else float(v_reset))
+        # 0.0 whatever v_reset is, as in the reference system (BaseNode starts at v_reset).
+        self.register_memory("v", 0.0)
         self.step_mode = step_mode
 
     def neuronal_charge(self, x: torch.Tensor) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge")
 
     def neuronal_fire(self) -> torch.Tensor:
-        return self.surrogate_function(self.v - self.v_threshold)
+        return self.surrogate_function(fire_input(self.v, self.v_threshold))
 
     def neuronal_reset(self, spike: torch.Tensor) -> None:
         spike_d = spike.detach() if self.detach_reset else spike
-        if self.v_reset is None:
-            self.v = self.v - spike_d * self.v_threshold
-        else:
-            self.v = spike_d * self.v_reset + (1.0 - spike_d) * self.v
+        self.v = reset(self.v, spike_d, self.v_threshold, self.v_reset)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.v, float):
-            self.v = torch.full_like(x, self.v)
+        self.materialize_memory("v", x)  # a tensor like x (a new batch size starts afresh)
         self.neuronal_charge(x)
         spike = self.neuronal_fire()
         self.neuronal_reset(spike)
         return spike
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.single_step_forward(x) for x in x_seq])
+        self.materialize_memory("v", step_like(x_seq))
+        spikes = [self.single_step_forward(x) for x in x_seq]
+        return torch.stack(spikes) if spikes else empty_spikes(x_seq)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x, self.step_mode)

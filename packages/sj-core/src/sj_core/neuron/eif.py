@@ -5,15 +5,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
 from ..surrogate import SurrogateFunctionBase
-from .base_node import BaseNode, check_float
-from .dynamics import eif_charge
-from .qif import check_hard_reset_order, check_positive
-from .validation import check_tau
+from .base_node import BaseNode
+from .statements import EIF
 
 __all__ = ["EIFNode"]
 
@@ -37,8 +31,8 @@ class EIFNode(BaseNode):
             reset.
         Others: as in :class:`~sj_core.neuron.BaseNode`.
 
-    Kernel backends: operator key ``eif.multi_step`` (kwargs ``tau, delta_T, theta_rh,
-    v_rest`` plus the common ones).
+    Equations: :data:`sj_core.neuron.statements.EIF`; kernel backends: operator key
+    ``eif.multi_step`` (kwargs ``tau, delta_T, theta_rh, v_rest`` plus the common ones).
 
     Example::
 
@@ -47,7 +41,7 @@ class EIFNode(BaseNode):
         [1.0, 0.0]
     """
 
-    operator_name = "eif"
+    statement = EIF
 
     def __init__(
         self,
@@ -63,30 +57,18 @@ class EIFNode(BaseNode):
         backend: str = "torch",
         store_v_seq: bool = False,
     ) -> None:
-        tau = check_tau("tau", tau)
-        delta_T = check_positive("delta_T", delta_T)
-        theta_rh = check_float("theta_rh", theta_rh)
-        v_rest = check_float("v_rest", v_rest)
-        check_hard_reset_order(v_threshold, v_rest, v_reset)
+        params, _, _ = EIF.validate(
+            {"tau": tau, "delta_T": delta_T, "theta_rh": theta_rh, "v_rest": v_rest},
+            v_threshold,
+            v_reset,
+        )
         super().__init__(
             v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq
         )
-        self.tau = tau
-        self.delta_T = delta_T
-        self.theta_rh = theta_rh
-        self.v_rest = v_rest
-
-    def neuronal_charge(self, x: torch.Tensor) -> None:
-        self.v = eif_charge(x, self.v, self.tau, self.delta_T, self.theta_rh, self.v_rest)
-
-    def kernel_kwargs(self) -> dict[str, Any]:
-        return {
-            **super().kernel_kwargs(),
-            "tau": self.tau,
-            "delta_T": self.delta_T,
-            "theta_rh": self.theta_rh,
-            "v_rest": self.v_rest,
-        }
+        self.tau = params["tau"]
+        self.delta_T = params["delta_T"]
+        self.theta_rh = params["theta_rh"]
+        self.v_rest = params["v_rest"]
 
     def extra_repr(self) -> str:
         return (

@@ -21,14 +21,14 @@ Any other installed backend that declares a ``flexsn`` operator is accepted too.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from .. import backends
-from ..base import MemoryModule
+from ..base import MemoryModule, placed_like
+from ..kernels.triton_interpreter import interpreter_enabled
 from .base_node import check_bool
 from .flexsn_validation import (
     check_core,
@@ -47,11 +47,6 @@ KERNEL_BACKENDS = ("triton", "inductor", "hop")
 BUILTIN_BACKENDS = ("torch", *KERNEL_BACKENDS)
 
 Outputs = torch.Tensor | tuple[torch.Tensor, ...]
-
-
-def _triton_interpreter_enabled() -> bool:
-    # The values Triton itself reads as true for TRITON_INTERPRET.
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on", "y")
 
 
 def _build_kernel(
@@ -124,7 +119,7 @@ class FlexSNKernel:
         self.core = check_core(core, self.num_inputs, self.num_states)
         example_inputs = check_example_inputs(example_inputs, self.num_inputs, self.num_states)
         requires_grad = check_requires_grad(requires_grad, self.num_inputs, self.num_states)
-        if not torch.cuda.is_available() and not _triton_interpreter_enabled():
+        if not torch.cuda.is_available() and not interpreter_enabled():
             raise RuntimeError(
                 "FlexSNKernel runs generated Triton kernels and needs a CUDA device (or "
                 "Triton's CPU interpreter: set TRITON_INTERPRET=1 before importing triton); "
@@ -304,11 +299,32 @@ class FlexSN(MemoryModule):
         step_shape = first.shape if step_mode == "s" else first.shape[1:]
         return [first.new_zeros(step_shape) for _ in range(num_states)]
 
+    def _fresh_states(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        states = self.init_states(self.num_states, self.step_mode, *inputs)
+        return check_states(states, self.num_states, "init_states")
+
     def _current_states(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        if self.states is None:
-            states = self.init_states(self.num_states, self.step_mode, *inputs)
-            self.states = check_states(states, self.num_states, "init_states")
-        return self.states
+        """The states this call starts from, handled as BaseNode handles its memories:
+        made by :meth:`init_states` on the first call (and after :meth:`reset`), made
+        afresh when the input's step shape changed (a new batch size), and converted to
+        the input's dtype and device when those changed."""
+        first = inputs[0]
+        step_shape = first.shape if self.step_mode == "s" else first.shape[1:]
+        states = self.states
+        if states is None:
+            states = self._fresh_states(inputs)
+        elif any(state.shape != step_shape for state in states):
+            # A new batch size, or states that a custom init_states shapes otherwise:
+            # compare with what it makes for this input.
+            fresh = self._fresh_states(inputs)
+            if [f.shape for f in fresh] != [s.shape for s in states]:
+                states = fresh
+        # Floating states follow the input's dtype; every state follows its device.
+        states = [
+            placed_like(s, first) if s.is_floating_point() else s.to(first.device) for s in states
+        ]
+        self.states = states
+        return states
 
     # -- forward -------------------------------------------------------------------------
 
@@ -392,13 +408,17 @@ class FlexSN(MemoryModule):
                 "when constructing it"
             )
         device = inputs[0].device
+        # Empty, but attached to the inputs' and states' graph: backward gives zeros.
+        zero = sum(t.sum() for t in (*inputs, *states)) * 0
         outputs = [
-            template.new_empty((0, *template.shape), device=device)
+            template.new_empty((0, *template.shape), device=device) + zero.to(template.dtype)
             for template in self.example_outputs
         ]
         state_seqs = None
         if self.store_state_seqs:
-            state_seqs = [state.new_empty((0, *state.shape)) for state in states]
+            state_seqs = [
+                state.new_empty((0, *state.shape)) + zero.to(state.dtype) for state in states
+            ]
         return outputs, [state.clone() for state in states], state_seqs
 
     def _kernel_multi_step(
@@ -428,6 +448,21 @@ class FlexSN(MemoryModule):
                 f" values, expected num_outputs + num_states = {expected}"
             )
         return list(returns)
+
+    # -- pickling ------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Generated kernels hold compiled code that cannot be pickled; they are built
+        # again on load (from sj-flexsn's disk cache of generated sources).
+        state = super().__getstate__()
+        state.pop("_kernel", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._set_kernel(None)
+        if self._backend != "torch":
+            self.backend = self._backend
 
     # -- memories that are lists of tensors ----------------------------------------------
 

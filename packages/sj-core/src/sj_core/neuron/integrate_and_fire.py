@@ -6,8 +6,8 @@ import torch
 
 from ..surrogate import SurrogateFunctionBase
 from .base_node import BaseNode, SimpleBaseNode
-from .dynamics import if_charge
 from .nonspiking import NonSpikingIFNode
+from .statements import IF
 
 __all__ = ["IFNode", "NonSpikingIFNode", "SimpleIFNode"]
 
@@ -15,7 +15,8 @@ __all__ = ["IFNode", "NonSpikingIFNode", "SimpleIFNode"]
 class IFNode(BaseNode):
     """Integrate-and-Fire neuron, an ideal integrator: ``H[t] = V[t-1] + X[t]``.
 
-    Arguments as in :class:`~sj_core.neuron.BaseNode`. Kernel backends: operator keys
+    Arguments as in :class:`~sj_core.neuron.BaseNode`. Equations:
+    :data:`sj_core.neuron.statements.IF`; kernel backends: operator keys
     ``if.multi_step`` and ``if.single_step``.
 
     Example::
@@ -25,10 +26,7 @@ class IFNode(BaseNode):
         [0.0, 1.0]
     """
 
-    operator_name = "if"
-
-    def neuronal_charge(self, x: torch.Tensor) -> None:
-        self.v = if_charge(x, self.v)
+    statement = IF
 
 
 class SimpleIFNode(SimpleBaseNode):
@@ -45,4 +43,4 @@ class SimpleIFNode(SimpleBaseNode):
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode)
 
     def neuronal_charge(self, x: torch.Tensor) -> None:
-        self.v = self.v + x
+        self.v = IF.charge(x, self.v)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
 from ..surrogate import SurrogateFunctionBase
-from .base_node import BaseNode, check_float, step_like
-from .dynamics import izhikevich_adapt, izhikevich_charge, izhikevich_jump
-from .qif import check_positive
-from .validation import check_tau
+from .base_node import BaseNode
+from .statements import IZHIKEVICH
+from .validation import check_float
 
 __all__ = ["IzhikevichNode"]
 
@@ -41,8 +36,8 @@ class IzhikevichNode(BaseNode):
         b: spike-triggered jump of ``w``.
         Others: as in :class:`~sj_core.neuron.BaseNode`.
 
-    Kernel backends: operator key ``izhikevich.multi_step``; it takes and returns both
-    states (``kernel_states = ("v", "w")``).
+    Equations: :data:`sj_core.neuron.statements.IZHIKEVICH`; kernel backends: operator
+    key ``izhikevich.multi_step``, which takes and returns both states.
 
     Example::
 
@@ -52,8 +47,7 @@ class IzhikevichNode(BaseNode):
         torch.Size([3])
     """
 
-    operator_name = "izhikevich"
-    kernel_states = ("v", "w")
+    statement = IZHIKEVICH
 
     def __init__(
         self,
@@ -73,70 +67,19 @@ class IzhikevichNode(BaseNode):
         backend: str = "torch",
         store_v_seq: bool = False,
     ) -> None:
-        tau = check_tau("tau", tau)
-        v_c = check_float("v_c", v_c)
-        a0 = check_positive("a0", a0)
-        v_rest = check_float("v_rest", v_rest)
+        params, _, _ = IZHIKEVICH.validate(
+            {"tau": tau, "v_c": v_c, "a0": a0, "v_rest": v_rest, "a": a, "b": b, "tau_w": tau_w},
+            v_threshold,
+            v_reset,
+        )
         w_rest = check_float("w_rest", w_rest)
-        # The reference system only asserts a float here; tau_w <= 0 would divide by zero
-        # or make the adaptation grow without bound.
-        tau_w = check_positive("tau_w", tau_w)
-        a = check_float("a", a)
-        b = check_float("b", b)
         super().__init__(
             v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq
         )
         self.register_memory("w", w_rest)
-        self.tau = tau
-        self.v_c = v_c
-        self.a0 = a0
-        self.v_rest = v_rest
+        for name, value in params.items():
+            setattr(self, name, value)
         self.w_rest = w_rest
-        self.tau_w = tau_w
-        self.a = a
-        self.b = b
-
-    # -- hooks (torch backend) -----------------------------------------------------------
-
-    def neuronal_charge(self, x: torch.Tensor) -> None:
-        self.v = izhikevich_charge(x, self.v, self.w, self.tau, self.v_c, self.a0, self.v_rest)
-
-    def neuronal_adaptation(self) -> None:
-        """Sub-threshold update of ``w``; called after charging, so ``self.v`` is ``H``."""
-        self.w = izhikevich_adapt(self.v, self.w, self.a, self.v_rest, self.tau_w)
-
-    def neuronal_reset(self, spike: torch.Tensor) -> None:
-        super().neuronal_reset(spike)
-        self.w = izhikevich_jump(self.w, spike, self.b)
-
-    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One step: charge, adapt, fire, reset. ``x``: ``[N, *]``."""
-        self.v_float_to_tensor(x)
-        self.materialize_memory("w", x)
-        self.neuronal_charge(x)
-        self.neuronal_adaptation()
-        spike = self.neuronal_fire()
-        self.neuronal_reset(spike)
-        return spike
-
-    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        # Materialise w up front too, so that it is a tensor even when T == 0.
-        self.materialize_memory("w", step_like(x_seq))
-        return super().multi_step_forward(x_seq)
-
-    # -- kernel backends -----------------------------------------------------------------
-
-    def kernel_kwargs(self) -> dict[str, Any]:
-        return {
-            **super().kernel_kwargs(),
-            "tau": self.tau,
-            "v_c": self.v_c,
-            "a0": self.a0,
-            "v_rest": self.v_rest,
-            "a": self.a,
-            "b": self.b,
-            "tau_w": self.tau_w,
-        }
 
     def extra_repr(self) -> str:
         return (

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ..surrogate import SurrogateFunctionBase
 from .base_node import BaseNode, SimpleBaseNode
-from .dynamics import lif_charge
 from .nonspiking import NonSpikingLIFNode
-from .validation import check_bool, check_tau
+from .statements import LIF
 
-__all__ = ["LIFNode", "NonSpikingLIFNode", "SimpleLIFNode", "check_tau"]
+__all__ = ["LIFNode", "NonSpikingLIFNode", "SimpleLIFNode"]
 
 
 class LIFNode(BaseNode):
@@ -28,7 +25,8 @@ class LIFNode(BaseNode):
         decay_input: whether the input is divided by ``tau`` too.
         Others: as in :class:`~sj_core.neuron.BaseNode`.
 
-    Kernel backends: operator keys ``lif.multi_step`` and ``lif.single_step``.
+    Equations: :data:`sj_core.neuron.statements.LIF`; kernel backends: operator keys
+    ``lif.multi_step`` and ``lif.single_step``.
 
     Example::
 
@@ -38,7 +36,7 @@ class LIFNode(BaseNode):
         torch.Size([4, 3])
     """
 
-    operator_name = "lif"
+    statement = LIF
 
     def __init__(
         self,
@@ -52,19 +50,12 @@ class LIFNode(BaseNode):
         backend: str = "torch",
         store_v_seq: bool = False,
     ) -> None:
-        tau = check_tau("tau", tau)
-        decay_input = check_bool("decay_input", decay_input)
+        params, _, _ = LIF.validate({"tau": tau, "decay_input": decay_input}, v_threshold, v_reset)
         super().__init__(
             v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq
         )
-        self.tau = tau
-        self.decay_input = decay_input
-
-    def neuronal_charge(self, x: torch.Tensor) -> None:
-        self.v = lif_charge(x, self.v, self.tau, self.decay_input, self.v_reset)
-
-    def kernel_kwargs(self) -> dict[str, Any]:
-        return {**super().kernel_kwargs(), "tau": self.tau, "decay_input": self.decay_input}
+        self.tau = params["tau"]
+        self.decay_input = params["decay_input"]
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", tau={self.tau}, decay_input={self.decay_input}"
@@ -87,13 +78,11 @@ class SimpleLIFNode(SimpleBaseNode):
         detach_reset: bool = False,
         step_mode: str = "s",
     ) -> None:
+        params, _, _ = LIF.validate({"tau": tau, "decay_input": decay_input}, v_threshold, v_reset)
         super().__init__(v_threshold, v_reset, surrogate_function, detach_reset, step_mode)
-        self.tau = check_tau("tau", tau)
-        self.decay_input = check_bool("decay_input", decay_input)
+        self.tau = params["tau"]
+        self.decay_input = params["decay_input"]
 
     def neuronal_charge(self, x: torch.Tensor) -> None:
         v_r = 0.0 if self.v_reset is None else self.v_reset
-        if self.decay_input:
-            self.v = self.v + (x - (self.v - v_r)) / self.tau
-        else:
-            self.v = self.v - (self.v - v_r) / self.tau + x
+        self.v = LIF.charge(x, self.v, tau=self.tau, decay_input=self.decay_input, v_r=v_r)

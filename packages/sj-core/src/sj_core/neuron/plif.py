@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..surrogate import SurrogateFunctionBase
-from .base_node import BaseNode, check_bool
-from .dynamics import plif_charge
+from .base_node import BaseNode
+from .statements import PLIF
 from .validation import check_tau
 
 __all__ = ["ParametricLIFNode"]
@@ -27,11 +26,11 @@ class ParametricLIFNode(BaseNode):
         decay_input: as in :class:`~sj_core.neuron.LIFNode`.
         Others: as in :class:`~sj_core.neuron.BaseNode`.
 
-    Kernel backends: operator key ``plif.multi_step`` (``r_tau = sigmoid(w)`` is passed
-    as a one-element tensor).
+    Equations: :data:`sj_core.neuron.statements.PLIF`; kernel backends: operator key
+    ``plif.multi_step`` (``r_tau = sigmoid(w)`` is passed as a one-element tensor).
     """
 
-    operator_name = "plif"
+    statement = PLIF
 
     def __init__(
         self,
@@ -46,11 +45,11 @@ class ParametricLIFNode(BaseNode):
         store_v_seq: bool = False,
     ) -> None:
         init_tau = check_tau("init_tau", init_tau)
-        decay_input = check_bool("decay_input", decay_input)
+        params, _, _ = PLIF.validate({"decay_input": decay_input}, v_threshold, v_reset)
         super().__init__(
             v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq
         )
-        self.decay_input = decay_input
+        self.decay_input = params["decay_input"]
         self.w = nn.Parameter(torch.as_tensor(-math.log(init_tau - 1.0)))
 
     @property
@@ -58,14 +57,10 @@ class ParametricLIFNode(BaseNode):
         """The current time constant ``1 / sigmoid(w)`` (a Python float)."""
         return 1.0 / torch.sigmoid(self.w.detach()).item()
 
-    def neuronal_charge(self, x: torch.Tensor) -> None:
-        self.v = plif_charge(x, self.v, self.w.sigmoid(), self.decay_input, self.v_reset)
-
-    def kernel_kwargs(self) -> dict[str, Any]:
-        return {**super().kernel_kwargs(), "decay_input": self.decay_input}
-
-    def kernel_tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.w.sigmoid().reshape(1),)
+    @property
+    def r_tau(self) -> torch.Tensor:
+        """``1/tau = sigmoid(w)``, differentiable (the statement's tensor parameter)."""
+        return self.w.sigmoid()
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", tau={self.tau:.4g}, decay_input={self.decay_input}"

@@ -2,47 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
 from ..surrogate import SurrogateFunctionBase
-from .base_node import BaseNode, check_float
-from .dynamics import qif_charge
-from .validation import check_tau
+from .base_node import BaseNode
+from .statements import QIF
 
-__all__ = ["QIFNode", "check_hard_reset_order", "check_positive"]
-
-
-def check_positive(name: str, value: Any) -> float:
-    """``value`` as a float; ``ValueError`` naming ``name`` unless it is > 0."""
-    value = check_float(name, value)
-    if not value > 0.0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def check_hard_reset_order(v_threshold: Any, v_rest: Any, v_reset: Any) -> None:
-    """For hard reset, require ``v_threshold > v_reset`` and ``v_rest >= v_reset``.
-
-    A neuron reset above its threshold, or above its resting potential, would fire again
-    at once or be pushed upwards by its own leak; the reference system rejects both.
-    Soft reset (``v_reset is None``) has no such constraint.
-    """
-    v_threshold = check_float("v_threshold", v_threshold)
-    v_rest = check_float("v_rest", v_rest)
-    v_reset = check_float("v_reset", v_reset, allow_none=True)
-    if v_reset is None:
-        return
-    if not v_threshold > v_reset:
-        raise ValueError(
-            f"with hard reset, v_threshold must be > v_reset, got v_threshold={v_threshold}, "
-            f"v_reset={v_reset} (or use v_reset=None for soft reset)"
-        )
-    if not v_rest >= v_reset:
-        raise ValueError(
-            f"with hard reset, v_rest must be >= v_reset, got v_rest={v_rest}, v_reset={v_reset}"
-        )
+__all__ = ["QIFNode"]
 
 
 class QIFNode(BaseNode):
@@ -63,8 +27,8 @@ class QIFNode(BaseNode):
             ``v_rest >= v_reset``), or ``None`` for soft reset.
         Others: as in :class:`~sj_core.neuron.BaseNode`.
 
-    Kernel backends: operator key ``qif.multi_step`` (kwargs ``tau, v_c, a0, v_rest``
-    plus the common ones).
+    Equations: :data:`sj_core.neuron.statements.QIF`; kernel backends: operator key
+    ``qif.multi_step`` (kwargs ``tau, v_c, a0, v_rest`` plus the common ones).
 
     Example::
 
@@ -74,7 +38,7 @@ class QIFNode(BaseNode):
         [0.0, 0.0, 1.0]
     """
 
-    operator_name = "qif"
+    statement = QIF
 
     def __init__(
         self,
@@ -90,30 +54,16 @@ class QIFNode(BaseNode):
         backend: str = "torch",
         store_v_seq: bool = False,
     ) -> None:
-        tau = check_tau("tau", tau)
-        v_c = check_float("v_c", v_c)
-        a0 = check_positive("a0", a0)
-        v_rest = check_float("v_rest", v_rest)
-        check_hard_reset_order(v_threshold, v_rest, v_reset)
+        params, _, _ = QIF.validate(
+            {"tau": tau, "v_c": v_c, "a0": a0, "v_rest": v_rest}, v_threshold, v_reset
+        )
         super().__init__(
             v_threshold, v_reset, surrogate_function, detach_reset, step_mode, backend, store_v_seq
         )
-        self.tau = tau
-        self.v_c = v_c
-        self.a0 = a0
-        self.v_rest = v_rest
-
-    def neuronal_charge(self, x: torch.Tensor) -> None:
-        self.v = qif_charge(x, self.v, self.tau, self.v_c, self.a0, self.v_rest)
-
-    def kernel_kwargs(self) -> dict[str, Any]:
-        return {
-            **super().kernel_kwargs(),
-            "tau": self.tau,
-            "v_c": self.v_c,
-            "a0": self.a0,
-            "v_rest": self.v_rest,
-        }
+        self.tau = params["tau"]
+        self.v_c = params["v_c"]
+        self.a0 = params["a0"]
+        self.v_rest = params["v_rest"]
 
     def extra_repr(self) -> str:
         return (

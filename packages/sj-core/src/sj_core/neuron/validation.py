@@ -13,7 +13,14 @@ import torch
 
 from ..surrogate import Sigmoid
 
-__all__ = ["check_bool", "check_float", "check_input", "check_surrogate", "check_tau"]
+__all__ = [
+    "check_bool",
+    "check_float",
+    "check_input",
+    "check_positive",
+    "check_surrogate",
+    "check_tau",
+]
 
 
 def check_float(name: str, value: Any, *, allow_none: bool = False) -> float | None:
@@ -70,3 +77,11 @@ def check_tau(name: str, tau: Any) -> float:
             f"{name} must be > 1 (so that the decay 1 - 1/{name} is in (0, 1)), got {tau}"
         )
     return tau
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float; ``ValueError`` naming ``name`` unless it is > 0."""
+    value = check_float(name, value)
+    if not value > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value

@@ -91,7 +91,8 @@ def kernel_params(variant: KernelVariant) -> tuple[KernelParam, ...]:
         names += ["grad_w_last"] if spec.has_w else []
         names += ["grad_v_seq"]
         names += ["grad_w_seq"] if spec.has_w else []
-        names += ["grad_h_seq", "h_seq", "v_init"]
+        names += ["h_seq", "v_init"]
+        names += ["x_seq"] if spec.equations(variant.decay_input).needs_x else []
         ptrs += [_pointer(name, st, const=True) for name in names]
         if spec.has_r_tau:
             ptrs.append(_pointer("r_tau_ptr", "float", const=True, per_neuron=False))
@@ -139,10 +140,10 @@ def _thread_params(variant: KernelVariant) -> tuple[KernelParam, ...]:
     return (index, *(p for p in kernel_params(variant) if p.name != "r_tau_partials"))
 
 
-def _reset_expression(variant: KernelVariant, h: str, fired: str) -> str:
-    if variant.soft_reset:
-        return f"sj_reset_soft({h}, {fired}, v_threshold)"
-    return f"sj_reset_hard({h}, {fired}, v_reset)"
+def _reset_expression(variant: KernelVariant, h: str, s: str) -> str:
+    """``V`` after firing, from the prelude's reset functions (printed from sj-core)."""
+    kind = "soft" if variant.soft_reset else "hard"
+    return f"sj_reset_{kind}({h}, {s}, v_threshold, v_reset)"
 
 
 def _lane_loop(w: CodeWriter, variant: KernelVariant) -> AbstractContextManager[None]:
@@ -160,6 +161,7 @@ def _load_or_zero(
 
 def _gen_forward_body(w: CodeWriter, variant: KernelVariant, spec: NeuronKernelSpec) -> None:
     dt: DtypeSpec = DTYPES[variant.dtype]
+    eq = spec.equations(variant.decay_input)
     n = variant.vec
     load, store = dt.load(n), dt.store(n)
     w.line(f"float v_lane[{n}];")
@@ -178,15 +180,15 @@ def _gen_forward_body(w: CodeWriter, variant: KernelVariant, spec: NeuronKernelS
             w.line("float v = v_lane[lane];")
             if spec.has_w:
                 w.line("float w = w_lane[lane];")
-            w.line(f"const float h = {spec.charge[variant.decay_input]};")
-            w.line("const bool fired = sj_fires(h, v_threshold);")
-            w.line("spike_lane[lane] = fired ? 1.0f : 0.0f;")
+            w.line(f"const float h = {eq.charge};")
+            w.line("const float s = sj_fires(h, v_threshold) ? 1.0f : 0.0f;")
+            w.line("spike_lane[lane] = s;")
             w.line("h_lane[lane] = h;")
             if spec.has_w:
-                w.line(f"w = {spec.adaptation.adapt};")
-            w.line(f"v = {_reset_expression(variant, 'h', 'fired')};")
+                w.line(f"w = {eq.adapt};")
+            w.line(f"v = {_reset_expression(variant, 'h', 's')};")
             if spec.has_w:
-                w.line(f"if (fired) w = {spec.adaptation.jump};")
+                w.line(f"w = {eq.jump};")
                 w.line("w_lane[lane] = w;")
             w.line("v_lane[lane] = v;")
         w.line(f"{store}(spike_seq + k, spike_lane);")
@@ -199,22 +201,14 @@ def _gen_forward_body(w: CodeWriter, variant: KernelVariant, spec: NeuronKernelS
         w.line(f"{store}(w_last + i, w_lane);")
 
 
-def _reset_gradient(variant: KernelVariant) -> str:
-    """``dL/dH`` from ``g_s = dL/dS`` and ``g_v = dL/dV[t]`` (SPEC 5)."""
-    if variant.soft_reset:
-        if variant.detach_reset:
-            return "g_s * sg + g_v"
-        return "g_s * sg + g_v * (1.0f - v_threshold * sg)"
-    if variant.detach_reset:
-        return "g_s * sg + g_v * (1.0f - s)"
-    return "g_s * sg + g_v * (1.0f - s) + g_v * (v_reset - h) * sg"
-
-
 def _gen_backward_body(w: CodeWriter, variant: KernelVariant, spec: NeuronKernelSpec) -> None:
+    """The reverse-time chain rule of :mod:`sj_core.neuron.statements.derive` over the
+    printed derivatives."""
     dt: DtypeSpec = DTYPES[variant.dtype]
+    eq = spec.equations(variant.decay_input)
+    hard = not variant.soft_reset
     n = variant.vec
     load = dt.load(n)
-    adaptation = spec.adaptation
     sg_args = ", ".join(
         ["h - v_threshold"]
         + [SURROGATE_PARAM_PREFIX + name for name in SURROGATES[variant.surrogate].params]
@@ -223,7 +217,6 @@ def _gen_backward_body(w: CodeWriter, variant: KernelVariant, spec: NeuronKernel
     incoming = [("grad_spike_seq", "g_s_lane"), ("grad_v_seq", "grad_v_seq_lane")]
     if spec.has_w:
         incoming.append(("grad_w_seq", "grad_w_seq_lane"))
-    incoming.append(("grad_h_seq", "grad_h_seq_lane"))
 
     w.line(f"float g_v_lane[{n}];")
     _load_or_zero(w, variant, "grad_v_last != nullptr", "grad_v_last + i", "g_v_lane")
@@ -233,7 +226,7 @@ def _gen_backward_body(w: CodeWriter, variant: KernelVariant, spec: NeuronKernel
     if spec.has_r_tau:
         w.line("const float r_tau = *r_tau_ptr;")
         w.line("float r_tau_grad = 0.0f;")
-    if spec.needs_v_prev:
+    if eq.needs_v_prev:
         w.line(f"float v_first_lane[{n}];")
         w.line(f"{load}(v_init + i, v_first_lane);")
     w.line(f"float h_lane[{n}];")
@@ -243,36 +236,43 @@ def _gen_backward_body(w: CodeWriter, variant: KernelVariant, spec: NeuronKernel
         w.line("// H[t-1]: the next iteration's H, and where V[t-1] comes from")
         w.line(f"float h_prev_lane[{n}], grad_x_lane[{n}];")
         _load_or_zero(w, variant, "t > 0", "h_seq + k - N", "h_prev_lane")
+        if eq.needs_x:
+            w.line(f"float x_lane[{n}];")
+            w.line(f"{load}(x_seq + k, x_lane);")
         for pointer, lanes in incoming:
             w.line(f"float {lanes}[{n}];")
             _load_or_zero(w, variant, f"{pointer} != nullptr", f"{pointer} + k", lanes)
         with _lane_loop(w, variant):
             w.line("const float h = h_lane[lane];")
             w.line("const float h_prev = h_prev_lane[lane];")
-            if spec.needs_v_prev:
-                reset = _reset_expression(variant, "h_prev", "sj_fires(h_prev, v_threshold)")
+            if eq.needs_x:
+                w.line("const float x = x_lane[lane];")
+            if eq.needs_v_prev:
+                w.line("const float s_prev = sj_fires(h_prev, v_threshold) ? 1.0f : 0.0f;")
+                reset = _reset_expression(variant, "h_prev", "s_prev")
                 w.line(f"const float v = t > 0 ? {reset} : v_first_lane[lane];")
             w.line("float g_v = g_v_lane[lane];")
             w.line("if (grad_v_seq != nullptr) g_v = g_v + grad_v_seq_lane[lane];")
             if spec.has_w:
                 w.line("float g_w = g_w_lane[lane];")
                 w.line("if (grad_w_seq != nullptr) g_w = g_w + grad_w_seq_lane[lane];")
-            if not variant.soft_reset:
-                w.line("const float s = sj_fires(h, v_threshold) ? 1.0f : 0.0f;")
+            w.line("const float s = sj_fires(h, v_threshold) ? 1.0f : 0.0f;")
             w.line(f"const float sg = {surrogate_function_name(variant.surrogate)}({sg_args});")
             w.line("float g_s = g_s_lane[lane];")
             if spec.has_w:
-                w.line(f"g_s = g_s + ({adaptation.dw_ds}) * g_w;  // W = W' + b S, S not detached")
-            w.line(f"float g_h = {_reset_gradient(variant)};")
+                w.line(f"g_s = g_s + g_w * ({eq.dj_ds});  // the jump's spike is never detached")
+                w.line(f"const float g_w_adapted = g_w * ({eq.dj_dw});")
+            w.line(f"float g_h = g_s * sg + g_v * ({eq.dreset_dh[hard]});")
+            if not variant.detach_reset:
+                w.line(f"g_h = g_h + g_v * ({eq.dreset_ds[hard]}) * sg;")
             if spec.has_w:
-                w.line(f"g_h = g_h + g_w * ({adaptation.dw_dh});")
-            w.line("if (grad_h_seq != nullptr) g_h = g_h + grad_h_seq_lane[lane];")
-            w.line(f"grad_x_lane[lane] = {spec.grad_x[variant.decay_input]};")
+                w.line(f"g_h = g_h + g_w_adapted * ({eq.da_dh});")
+            w.line(f"grad_x_lane[lane] = g_h * ({eq.dh_dx});")
             if spec.has_r_tau:
-                w.line(f"r_tau_grad = r_tau_grad + {spec.grad_r_tau[variant.decay_input]};")
+                w.line(f"r_tau_grad = r_tau_grad + g_h * ({eq.dh_dr});")
             if spec.has_w:
-                w.line(f"g_w_lane[lane] = g_w * ({adaptation.dw_dw}) + g_h * ({adaptation.dh_dw});")
-            w.line(f"g_v_lane[lane] = {spec.grad_v};")
+                w.line(f"g_w_lane[lane] = g_w_adapted * ({eq.da_dw}) + g_h * ({eq.dh_dw});")
+            w.line(f"g_v_lane[lane] = g_h * ({eq.dh_dv});")
             w.line("h_lane[lane] = h_prev;")
         w.line(f"{dt.store(n)}(grad_x_seq + k, grad_x_lane);")
     w.line(f"{dt.store(n)}(grad_v_init + i, g_v_lane);")

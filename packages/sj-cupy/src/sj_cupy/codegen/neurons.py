@@ -1,143 +1,138 @@
-"""The neuron families as C expressions (SPEC sections 3 and 5): pure data.
+"""The neurons as CUDA C expressions, printed from sj-core's statements.
 
-Names in scope in the expressions:
+Every expression comes from :mod:`sj_core.neuron.statements` (:func:`~sj_core.neuron.
+statements.kernel_equations`): the charge, the adaptation and their exact derivatives,
+printed with the statements' order of operations (and compiled without FMA contraction),
+so that the fp32 forward agrees with the torch reference bit for bit. Nothing about a
+neuron's math is written here.
 
-* forward: ``x`` (``X[t]``), ``v`` (``V[t-1]``), ``w`` (``W[t-1]``, Izhikevich), ``h``
-  (``H[t]``, in the adaptation), ``r_tau`` (PLIF's ``1/tau``), ``v_reset`` (the ``V_r``
-  of the charge equations: ``v_reset``, or 0 for soft reset) and the neuron's scalars;
-* backward: ``g_h`` (``dL/dH[t]``), ``h`` and ``v`` (``V[t-1]``, recomputed from
-  ``H[t-1]``), ``r_tau`` and the scalars.
-
-Charges are written with the operations of :mod:`sj_core.neuron.dynamics` in the same
-order, so the fp32 forward agrees with the reference bit for bit (kernels are compiled
-without FMA contraction). Backward expressions are the derivatives of the charge:
-``grad_x = g_h dH/dX``, ``grad_v = g_h dH/dV`` (``dL/dV[t-1]``) and, for PLIF,
-``g_h dH/d(1/tau)``. Izhikevich's adaptation ``W`` is linear, so its backward needs no
-``W`` values (see ``tests/core/test_nonlinear_neurons.py`` for the derivation).
+Names in scope in the expressions (see :mod:`.kernels`): ``x`` (``X[t]``), ``v``
+(``V[t-1]``), ``w`` (``W[t-1]``), ``h`` (``H[t]``), ``s`` (the spike, 0 or 1), ``r_tau``
+(the tensor parameter, read from a device scalar), ``v_reset`` (``V_r``: 0 for soft
+reset), ``v_threshold`` and the float parameters by name (kernel arguments).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import math
 from dataclasses import dataclass
 
-__all__ = ["NEURONS", "NeuronKernelSpec", "AdaptationSpec"]
+from sj_core.neuron.statements import (
+    FLAG,
+    FLOAT,
+    STATEMENTS,
+    TENSOR,
+    ExprPrinter,
+    NeuronStatement,
+    kernel_equations,
+)
+
+__all__ = ["NEURONS", "CPrinter", "NeuronKernelSpec", "PrintedEquations"]
+
+
+class CPrinter(ExprPrinter):
+    """Prints statement expressions as CUDA C on ``float`` values."""
+
+    def __init__(self, statement: NeuronStatement | None = None) -> None:
+        tensors = statement.names(TENSOR) if statement is not None else ()
+        super().__init__({name: "r_tau" for name in tensors})
+
+    def literal(self, value: float) -> str:
+        if math.isinf(value) or math.isnan(value):
+            raise ValueError(f"cannot print the constant {value}")
+        text = repr(float(value))
+        return f"{text}f" if ("." in text or "e" in text) else f"{text}.0f"
+
+    def call(self, fn: str, argument: str) -> str:
+        return f"{fn}f({argument})"  # expf: the single-precision function
 
 
 @dataclass(frozen=True)
-class AdaptationSpec:
-    """A second state ``W`` (Izhikevich): ``W' = adapt(W, H)``, ``W = W' + jump`` on a spike.
+class PrintedEquations:
+    """One neuron with its flag set, as C expressions (``None``: not applicable).
 
-    Backward terms (``g_w = dL/dW[t]``): ``dL/dS += dw_ds g_w`` (the jump's spike is never
-    detached), ``dL/dH += dw_dh g_w``, and ``dL/dW[t-1] = dw_dw g_w + dh_dw g_h``.
+    ``dreset_dh``/``dreset_ds`` are per reset mode: ``{True: hard, False: soft}``.
     """
 
-    adapt: str
-    jump: str
-    dw_ds: str
-    dw_dh: str
-    dw_dw: str
-    dh_dw: str
+    charge: str
+    adapt: str | None
+    jump: str | None
+    dh_dx: str
+    dh_dv: str
+    dh_dw: str | None
+    dh_dr: str | None
+    da_dh: str | None
+    da_dw: str | None
+    dj_dw: str | None
+    dj_ds: str | None
+    reset: dict[bool, str]
+    dreset_dh: dict[bool, str]
+    dreset_ds: dict[bool, str]
+    needs_v_prev: bool  # the derivatives use V[t-1], recomputed from H[t-1]
+    needs_x: bool  # the derivatives use X[t]: the backward reads the input
 
 
 @dataclass(frozen=True)
 class NeuronKernelSpec:
-    """One neuron family. Mappings keyed by ``decay_input`` have only ``False`` for
-    neurons without that option."""
+    """One neuron family as the CUDA generator sees it."""
 
     name: str
     title: str
     scalars: tuple[str, ...]  # float kernel arguments after v_threshold and v_reset
-    charge: Mapping[bool, str]
-    grad_x: Mapping[bool, str]
-    grad_v: str
-    needs_v_prev: bool  # grad_v / grad_r_tau use V[t-1]
-    has_r_tau: bool = False  # PLIF: a learnable 1/tau read from a device scalar
-    grad_r_tau: Mapping[bool, str] | None = None
-    adaptation: AdaptationSpec | None = None
+    has_decay_input: bool
+    has_w: bool
+    has_r_tau: bool
 
-    @property
-    def has_decay_input(self) -> bool:
-        return True in self.charge
+    @functools.cache  # noqa: B019 (a handful of frozen specs live for the process)
+    def equations(self, decay_input: bool) -> PrintedEquations:
+        statement = STATEMENTS[self.name]
+        flags = {"decay_input": decay_input} if self.has_decay_input else {}
+        hard = kernel_equations(statement, flags, hard_reset=True)
+        soft = kernel_equations(statement, flags, hard_reset=False)
+        p = CPrinter(statement).print
 
-    @property
-    def has_w(self) -> bool:
-        return self.adaptation is not None
+        def maybe(e) -> str | None:
+            return None if e is None else p(e)
+
+        tensor = statement.names(TENSOR)
+        return PrintedEquations(
+            charge=p(hard.charge),
+            adapt=maybe(hard.adapt),
+            jump=maybe(hard.jump),
+            dh_dx=p(hard.dcharge["x"]),
+            dh_dv=p(hard.dcharge["v"]),
+            dh_dw=maybe(hard.dcharge.get("w")),
+            dh_dr=maybe(hard.dcharge[tensor[0]]) if tensor else None,
+            da_dh=maybe(hard.dadapt.get("h")),
+            da_dw=maybe(hard.dadapt.get("w")),
+            dj_dw=maybe(hard.djump.get("w")),
+            dj_ds=maybe(hard.djump.get("s")),
+            reset={True: p(hard.reset), False: p(soft.reset)},
+            dreset_dh={True: p(hard.dreset["h"]), False: p(soft.dreset["h"])},
+            dreset_ds={True: p(hard.dreset["s"]), False: p(soft.dreset["s"])},
+            needs_v_prev="v" in hard.backward_reads,
+            needs_x="x" in hard.backward_reads,
+        )
 
 
-_QUADRATIC = "v + (x + a0 * (v - v_rest) * (v - v_c)) / tau"
-_QUADRATIC_GRAD_V = "g_h * (1.0f + a0 * (2.0f * v - v_rest - v_c) / tau)"
+def _spec(statement: NeuronStatement) -> NeuronKernelSpec:
+    flags = statement.names(FLAG)
+    if flags not in ((), ("decay_input",)):
+        raise NotImplementedError(
+            f"{statement.title}: the CUDA generator handles the flag decay_input only, got {flags}"
+        )
+    if len(statement.names(TENSOR)) > 1:
+        raise NotImplementedError(f"{statement.title}: at most one tensor parameter")
+    return NeuronKernelSpec(
+        name=statement.name,
+        title=statement.title,
+        scalars=statement.names(FLOAT),
+        has_decay_input=bool(flags),
+        has_w=statement.adaptation is not None,
+        has_r_tau=bool(statement.names(TENSOR)),
+    )
 
-_SPECS = (
-    NeuronKernelSpec(
-        name="if",
-        title="IF",
-        scalars=(),
-        charge={False: "v + x"},
-        grad_x={False: "g_h"},
-        grad_v="g_h",
-        needs_v_prev=False,
-    ),
-    NeuronKernelSpec(
-        name="lif",
-        title="LIF",
-        scalars=("tau",),
-        charge={True: "v + (x - (v - v_reset)) / tau", False: "v - (v - v_reset) / tau + x"},
-        grad_x={True: "g_h / tau", False: "g_h"},
-        grad_v="g_h - g_h / tau",
-        needs_v_prev=False,
-    ),
-    NeuronKernelSpec(
-        name="plif",
-        title="Parametric LIF",
-        scalars=(),
-        charge={
-            True: "v + (x - (v - v_reset)) * r_tau",
-            False: "v - (v - v_reset) * r_tau + x",
-        },
-        grad_x={True: "g_h * r_tau", False: "g_h"},
-        grad_v="g_h - g_h * r_tau",
-        needs_v_prev=True,
-        has_r_tau=True,
-        # dH/d(1/tau): X - (V - V_r) = (H - V) tau with decay_input, V_r - V without.
-        grad_r_tau={True: "g_h * (h - v) / r_tau", False: "g_h * (v_reset - v)"},
-    ),
-    NeuronKernelSpec(
-        name="qif",
-        title="QIF",
-        scalars=("tau", "v_c", "a0", "v_rest"),
-        charge={False: _QUADRATIC},
-        grad_x={False: "g_h / tau"},
-        grad_v=_QUADRATIC_GRAD_V,
-        needs_v_prev=True,
-    ),
-    NeuronKernelSpec(
-        name="eif",
-        title="EIF",
-        scalars=("tau", "delta_T", "theta_rh", "v_rest"),
-        charge={False: "v + (x + v_rest - v + delta_T * expf((v - theta_rh) / delta_T)) / tau"},
-        grad_x={False: "g_h / tau"},
-        grad_v="g_h * (1.0f + (expf((v - theta_rh) / delta_T) - 1.0f) / tau)",
-        needs_v_prev=True,
-    ),
-    NeuronKernelSpec(
-        name="izhikevich",
-        title="Izhikevich",
-        scalars=("tau", "v_c", "a0", "v_rest", "a", "b", "tau_w"),
-        charge={False: "v + (x + a0 * (v - v_rest) * (v - v_c) - w) / tau"},
-        grad_x={False: "g_h / tau"},
-        grad_v=_QUADRATIC_GRAD_V,
-        needs_v_prev=True,
-        adaptation=AdaptationSpec(
-            adapt="w + (a * (h - v_rest) - w) / tau_w",
-            jump="w + b",
-            dw_ds="b",
-            dw_dh="a / tau_w",
-            dw_dw="1.0f - 1.0f / tau_w",
-            dh_dw="-1.0f / tau",
-        ),
-    ),
-)
 
-#: operator-key neuron name -> spec.
-NEURONS: dict[str, NeuronKernelSpec] = {spec.name: spec for spec in _SPECS}
+#: operator-key neuron name -> spec, for every statement of sj-core.
+NEURONS: dict[str, NeuronKernelSpec] = {name: _spec(s) for name, s in STATEMENTS.items()}

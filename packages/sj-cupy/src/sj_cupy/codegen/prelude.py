@@ -24,6 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sj_core.neuron.statements import Sym, reset
+
+from .neurons import CPrinter
+
 __all__ = ["BLOCK", "DTYPES", "DtypeSpec", "PRELUDE", "VECTOR_BYTES"]
 
 #: Threads per block of every kernel (also the size of the PLIF reduction buffer).
@@ -66,6 +70,24 @@ DTYPES: dict[str, DtypeSpec] = {
     "float16": DtypeSpec("float16", "f16", "unsigned short", 2),
     "bfloat16": DtypeSpec("bfloat16", "bf16", "unsigned short", 2),
 }
+
+
+def _reset_functions() -> str:
+    """``sj_reset_hard`` and ``sj_reset_soft``, printed from sj-core's ``reset``."""
+    h, spike, v_threshold, v_reset = Sym("h"), Sym("s"), Sym("v_threshold"), Sym("v_reset")
+    printer = CPrinter()
+    parts = []
+    for kind, value in (("hard", v_reset), ("soft", None)):
+        expression = printer.print(reset(h, spike, v_threshold, value))
+        parts.append(
+            f"SJ_INLINE float sj_reset_{kind}(const float h, const float s, "
+            "const float v_threshold, const float v_reset)\n"
+            f"{{\n    return {expression};\n}}\n"
+        )
+    return "// (printed from sj_core.neuron.statements.reset)\n" + "\n".join(parts)
+
+
+_RESETS = _reset_functions()
 
 _SCALAR_HELPERS = f"""
 #define SJ_CUPY_BLOCK {BLOCK}
@@ -170,16 +192,7 @@ SJ_INLINE bool sj_fires(const float h, const float v_threshold)
     return (h - v_threshold) >= 0.0f;  // Heaviside(H - V_th): a spike at equality
 }}
 
-SJ_INLINE float sj_reset_hard(const float h, const bool fired, const float v_reset)
-{{
-    return fired ? v_reset : h;
-}}
-
-SJ_INLINE float sj_reset_soft(const float h, const bool fired, const float v_threshold)
-{{
-    return fired ? h - v_threshold : h;
-}}
-
+{_RESETS}
 // -- storing H for the backward -------------------------------------------------------------
 // The backward re-derives each spike as sj_fires(stored H) and V[t-1] from it. Rounding H
 // to 16 bits could move it across the threshold and flip a spike there, so a value that

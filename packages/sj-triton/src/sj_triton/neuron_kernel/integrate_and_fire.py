@@ -4,40 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .common import run_multistep
-from .kernels import IF
+from .. import operators
 
-__all__ = ["if_multi_step", "multistep_if"]
-
-
-def if_multi_step(
-    x_seq: Tensor,
-    v_init: Tensor,
-    *,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: object,
-    store_v_seq: bool = False,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Operator ``if.multi_step`` (see :mod:`sj_core.backends.operators`).
-
-    Shapes: ``x_seq`` ``[T, *S]``, ``v_init`` ``[*S]``; returns
-    ``(spike_seq [T, *S], v_last [*S], v_seq [T, *S] | None)``.
-    """
-    return run_multistep(
-        IF,
-        x_seq,
-        v_init,
-        None,
-        r_tau_value=1.0,
-        decay_input=False,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        detach_reset=detach_reset,
-        surrogate_function=surrogate_function,
-        store_v_seq=store_v_seq,
-    )
+__all__ = ["multistep_if"]
 
 
 def multistep_if(
@@ -67,7 +36,7 @@ def multistep_if(
         >>> spike_seq, v_seq = multistep_if(x_seq, torch.zeros_like(x_seq[0]), 1.0, 0.0,
         ...                                 False, surrogate.Sigmoid())
     """
-    spike_seq, _, v_seq = if_multi_step(
+    spike_seq, _, v_seq = operators.if_multi_step(
         x_seq,
         v_init,
         v_threshold=v_threshold,

@@ -7,42 +7,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .common import run_multistep
-from .kernels import LIF
+from .. import operators
 
-__all__ = ["lif_multi_step", "multistep_lif"]
-
-
-def lif_multi_step(
-    x_seq: Tensor,
-    v_init: Tensor,
-    *,
-    tau: float,
-    decay_input: bool,
-    v_threshold: float,
-    v_reset: float | None,
-    detach_reset: bool,
-    surrogate_function: object,
-    store_v_seq: bool = False,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Operator ``lif.multi_step`` (see :mod:`sj_core.backends.operators`).
-
-    Shapes: ``x_seq`` ``[T, *S]``, ``v_init`` ``[*S]``; returns
-    ``(spike_seq [T, *S], v_last [*S], v_seq [T, *S] | None)``.
-    """
-    return run_multistep(
-        LIF,
-        x_seq,
-        v_init,
-        None,
-        r_tau_value=1.0 / tau,
-        decay_input=decay_input,
-        v_threshold=v_threshold,
-        v_reset=v_reset,
-        detach_reset=detach_reset,
-        surrogate_function=surrogate_function,
-        store_v_seq=store_v_seq,
-    )
+__all__ = ["multistep_lif"]
 
 
 def multistep_lif(
@@ -68,7 +35,7 @@ def multistep_lif(
     Returns:
         ``(spike_seq, v_seq)``, both ``[T, N, *]``.
     """
-    spike_seq, _, v_seq = lif_multi_step(
+    spike_seq, _, v_seq = operators.lif_multi_step(
         x_seq,
         v_init,
         tau=tau,

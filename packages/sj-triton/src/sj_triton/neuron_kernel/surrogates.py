@@ -3,17 +3,22 @@
 Each sj-core surrogate (:mod:`sj_core.surrogate`) with a closed-form gradient gets an id;
 the kernels take the id as a compile-time constant and up to two float parameters at
 run time, so changing ``alpha`` never recompiles. The formulas are SPEC section 4's,
-written to match the torch ``surrogate_gradient`` of each class (fp32 arithmetic).
+written to match the torch ``surrogate_gradient`` of each class (fp32 arithmetic); the
+conformance tests check every one against it.
 """
 
 from __future__ import annotations
 
+import functools
+
 import triton
 import triton.language as tl
 
-__all__ = ["SURROGATE_IDS", "surrogate_args", "surrogate_gradient"]
+__all__ = ["SURROGATE_IDS", "surrogate_arguments", "surrogate_gradient"]
 
-# kernel_name -> (id, parameter names in the order the kernel takes them as p0, p1).
+# kernel_name -> (id, its kernel_params() names in order). The kernel takes two float
+# parameters p0, p1 (the first two of these) and, for the Fourier series, the number of
+# terms n as a compile-time constant (its p0 is T_period).
 SURROGATE_IDS: dict[str, tuple[int, tuple[str, ...]]] = {
     "Sigmoid": (0, ("alpha",)),
     "ATan": (1, ("alpha",)),
@@ -29,41 +34,21 @@ SURROGATE_IDS: dict[str, tuple[int, tuple[str, ...]]] = {
     "NonzeroSignLogAbs": (11, ("alpha",)),
     "LogTailedReLU": (12, ("alpha",)),
     "Rect": (13, ("alpha",)),
-    "SquarewaveFourierSeries": (14, ("T_period",)),  # n is a compile-time constant
+    "SquarewaveFourierSeries": (14, ("n", "T_period")),
     "FakeNumericalGradient": (15, ("alpha",)),
 }
 
 
-def surrogate_args(surrogate_function: object) -> tuple[int, float, float, int]:
-    """Translate a sj-core surrogate into kernel arguments ``(sg_id, p0, p1, n_terms)``.
-
-    A plain tuple (not a dataclass) because ``torch.compile`` traces this function.
-
-    Raises:
-        NotImplementedError: not a ``SurrogateFunctionBase``, in ``spiking=False`` mode,
-            or without a kernel formula. The message lists what is supported.
-    """
-    name = getattr(surrogate_function, "kernel_name", None)
-    if name is None or not hasattr(surrogate_function, "kernel_params"):
-        raise NotImplementedError(
-            "the triton backend needs a sj_core.surrogate.SurrogateFunctionBase, got "
-            f"{type(surrogate_function).__name__}; supported: {', '.join(SURROGATE_IDS)}"
-        )
-    if not getattr(surrogate_function, "spiking", True):
-        raise NotImplementedError(
-            f"the triton backend emits spikes; {name}(spiking=False) outputs the smooth "
-            "primitive, which only the torch backend computes"
-        )
-    if name not in SURROGATE_IDS:
-        raise NotImplementedError(
-            f"the triton backend has no kernel formula for surrogate {name}; "
-            f"supported: {', '.join(SURROGATE_IDS)}"
-        )
+@functools.lru_cache(maxsize=1024)
+def surrogate_arguments(name: str, params: tuple[float, ...]) -> tuple[int, float, float, int]:
+    """``(SG, p0, p1, SG_TERMS)`` kernel arguments of surrogate ``name`` with its
+    ``kernel_params()`` values ``params``."""
     sg_id, names = SURROGATE_IDS[name]
-    params = surrogate_function.kernel_params()
-    values = [float(params[p]) for p in names] + [0.0, 0.0]
-    n_terms = int(params.get("n", 0)) if name == "SquarewaveFourierSeries" else 0
-    return sg_id, values[0], values[1], n_terms
+    values = dict(zip(names, params, strict=True))
+    if name == "SquarewaveFourierSeries":
+        return sg_id, values["T_period"], 0.0, int(values["n"])
+    padded = list(params) + [0.0, 0.0]
+    return sg_id, padded[0], padded[1], 0
 
 
 @triton.jit

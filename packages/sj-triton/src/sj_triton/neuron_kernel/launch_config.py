@@ -1,4 +1,4 @@
-"""Host-side helpers for launching the kernels: block sizes and fp16/bf16 thresholds.
+"""Host-side launch configuration: block sizes, the device, fp16/bf16 thresholds, scalars.
 
 Everything here is pure Python on plain numbers, so it is safe inside the traced body
 of a ``triton_op`` (no tensor data is read on the host).
@@ -12,7 +12,11 @@ import struct
 
 import torch
 
-__all__ = ["block_config", "device_guard", "threshold_neighbours", "LOW_PRECISION"]
+from sj_core.kernels import NeuronKernelConfig
+
+from .equations import SCALAR_SLOTS
+
+__all__ = ["LOW_PRECISION", "block_config", "device_guard", "scalar_slots", "threshold_neighbours"]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -99,3 +103,25 @@ def threshold_neighbours(v_threshold: float, dtype: torch.dtype) -> tuple[float,
         below = value
         at_or_above = _to_float(_step(bits, up=True), dtype)
     return below, at_or_above
+
+
+def _round_to_fp32(value: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def scalar_slots(config: NeuronKernelConfig) -> tuple[float, ...]:
+    """The values of the kernels' scalar arguments ``c0 .. c7`` for ``config``
+    (:data:`~sj_triton.neuron_kernel.equations.SCALAR_SLOTS` names them).
+
+    ``"1/p"`` is the fp32 reciprocal of the fp32 ``p``, as torch computes it when it
+    divides a CUDA tensor by a Python scalar.
+    """
+    params = config.param_values()
+    values = []
+    for key in SCALAR_SLOTS[config.neuron]:
+        if key.startswith("1/"):
+            values.append(_round_to_fp32(1.0 / _round_to_fp32(params[key[2:]])))
+        else:
+            values.append(params[key])
+    return tuple(values) + (0.0,) * (8 - len(values))

@@ -1,0 +1,44 @@
+"""The plumbing every kernel backend shares, written once.
+
+* :mod:`.kernel_op`: one kernel operator run three ways (eager launch, eager autograd,
+  registered ``torch.library`` operators for tracers), the double-backward refusal and
+  configuration as named fields.
+* :mod:`.neuron_operators`: the operator-key functions of a neuron kernel backend,
+  derived from the neuron statements, with one error policy.
+* :mod:`.triton_interpreter`: whether Triton's CPU interpreter is on, and a lock that
+  serialises its launches.
+
+A backend plugin supplies kernels (a :class:`KernelImplementation`), not semantics; see
+the "Backends" documentation page.
+"""
+
+from .kernel_op import (
+    KernelImplementation,
+    KernelOp,
+    flatten_config,
+    is_traced_call,
+    refuse_double_backward,
+    unflatten_config,
+)
+from .neuron_operators import (
+    KERNEL_DTYPES,
+    NeuronKernelConfig,
+    NeuronKernelRunner,
+    surrogate_kernel_arguments,
+)
+from .triton_interpreter import interpreter_enabled, launch_lock
+
+__all__ = [
+    "KERNEL_DTYPES",
+    "KernelImplementation",
+    "KernelOp",
+    "NeuronKernelConfig",
+    "NeuronKernelRunner",
+    "flatten_config",
+    "interpreter_enabled",
+    "is_traced_call",
+    "launch_lock",
+    "refuse_double_backward",
+    "surrogate_kernel_arguments",
+    "unflatten_config",
+]

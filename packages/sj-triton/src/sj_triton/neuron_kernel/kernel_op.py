@@ -1,0 +1,217 @@
+"""The neuron kernels as one :class:`sj_core.kernels.KernelOp`: ``sj_triton::neuron``.
+
+:class:`TritonNeuronKernels` allocates the outputs and launches :mod:`.kernels` for any
+neuron described by a :class:`~sj_core.kernels.NeuronKernelConfig`; sj-core's plumbing
+runs it eagerly (directly or under a ``torch.autograd.Function``) or, when traced,
+through the registered operators ``sj_triton::neuron_forward`` and
+``sj_triton::neuron_backward``. Those are ``torch.library.triton_op`` s (Inductor sees the
+Triton kernels) where this torch has it and Triton runs on a GPU; under Triton's CPU
+interpreter, whose kernels cannot be traced, they are ``custom_op`` s with explicit fake
+implementations.
+
+Layout (every neuron): inputs ``[x_seq [T, *S], v_init [*S], w_init [*S] | None,
+r [1] | None]``; results ``[spike_seq, v_last, w_last, v_seq, w_seq, h_seq]``, the last
+being the pre-reset potentials the backward needs (when ``save``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import triton
+from torch import Tensor
+
+from sj_core.kernels import KernelOp, NeuronKernelConfig, interpreter_enabled, launch_lock
+
+from .equations import BACKWARD_READS, NEURON_IDS
+from .kernels import neuron_backward_kernel, neuron_forward_kernel
+from .launch_config import (
+    LOW_PRECISION,
+    block_config,
+    device_guard,
+    scalar_slots,
+    threshold_neighbours,
+)
+from .surrogates import SURROGATE_IDS, surrogate_arguments
+
+__all__ = ["NEURON_OP", "SURROGATES", "TritonNeuronKernels"]
+
+#: The surrogates the kernels have formulas for (every one of SPEC section 4).
+SURROGATES = tuple(SURROGATE_IDS)
+
+
+def _reads(config: NeuronKernelConfig) -> tuple[str, ...]:
+    return BACKWARD_READS[(config.neuron, config.flags)]
+
+
+def _incoming(grad: Tensor | None) -> Tensor | None:
+    """An incoming gradient as the kernel reads it: ``None`` when absent (or an empty
+    placeholder output's), else contiguous."""
+    return None if grad is None or grad.numel() == 0 else grad.contiguous()
+
+
+class TritonNeuronKernels:
+    """:class:`sj_core.kernels.KernelImplementation` of every neuron on Triton."""
+
+    backend = "triton"
+
+    def num_outputs(self, config: NeuronKernelConfig) -> int:
+        return 5  # spike_seq, v_last, w_last, v_seq, w_seq
+
+    def retain(self, config: NeuronKernelConfig) -> None:
+        return None
+
+    def forward(
+        self,
+        config: NeuronKernelConfig,
+        inputs: list[Tensor | None],
+        *,
+        save: bool,
+        launch: Callable,
+        placeholders: bool,
+    ) -> list[Tensor | None]:
+        x_seq, v_init, w_init, r = inputs
+        T, ncl = x_seq.shape[0], v_init.numel()
+        spike_seq = torch.empty_like(x_seq)
+        h_seq = torch.empty_like(x_seq) if save else None
+        v_seq = torch.empty_like(x_seq) if config.store_v_seq else None
+        v_last = torch.empty_like(v_init)
+        w_last = torch.empty_like(v_init) if w_init is not None else None
+        w_seq = torch.empty_like(x_seq) if config.store_v_seq and w_init is not None else None
+        block, num_warps = block_config(ncl)
+        below, at_or_above = threshold_neighbours(config.v_threshold, x_seq.dtype)
+        with device_guard(x_seq), launch_lock():
+            launch(neuron_forward_kernel)[(triton.cdiv(ncl, block),)](
+                x_seq, v_init, v_init if w_init is None else w_init, v_init if r is None else r,
+                spike_seq, spike_seq if h_seq is None else h_seq,
+                spike_seq if v_seq is None else v_seq, v_last,
+                v_last if w_last is None else w_last, spike_seq if w_seq is None else w_seq,
+                T, ncl, *scalar_slots(config), config.v_threshold, config.v_reset,
+                below, at_or_above,
+                NEURON=NEURON_IDS[config.neuron], FLAGS=config.flags,
+                HARD_RESET=config.hard_reset, HAS_W=w_init is not None, HAS_R=r is not None,
+                SAVE_H=save, STORE_V_SEQ=config.store_v_seq,
+                FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION, BLOCK=block, num_warps=num_warps,
+            )  # fmt: skip
+        results = [spike_seq, v_last, w_last, v_seq, w_seq, h_seq]
+        if placeholders:
+            results = [x_seq.new_empty(0) if t is None else t for t in results]
+        return results
+
+    def saved(
+        self, config: NeuronKernelConfig, inputs: list[Tensor | None], results: list[Tensor | None]
+    ) -> list[Tensor | None]:
+        x_seq, v_init, _, r = inputs
+        reads = _reads(config)
+        return [
+            results[5],
+            x_seq if "x" in reads else None,
+            v_init if "v" in reads else None,
+            r,
+        ]
+
+    def backward(
+        self,
+        config: NeuronKernelConfig,
+        saved: list[Tensor | None],
+        grads: list[Tensor | None],
+        needs: list[bool],
+        *,
+        launch: Callable,
+    ) -> list[Tensor | None]:
+        h_seq, x_seq, v_init, r = saved
+        if h_seq is None or h_seq.numel() == 0:
+            raise RuntimeError(
+                "sj_triton: backward through a forward that kept nothing for it "
+                "(an inference launch); this is a bug in the caller"
+            )
+        grad_spike, grad_v_last, grad_w_last, grad_v_seq, grad_w_seq = map(_incoming, grads)
+        has_w = config.statement.adaptation is not None
+        if not config.store_v_seq:
+            grad_v_seq = grad_w_seq = None
+        if not has_w:
+            grad_w_last = grad_w_seq = None
+        T, ncl = h_seq.shape[0], h_seq[0].numel()
+        step = h_seq.shape[1:]
+        grad_x_seq = torch.empty_like(h_seq)
+        grad_v_init = h_seq.new_empty(step) if needs[1] else None
+        grad_w_init = h_seq.new_empty(step) if has_w and needs[2] else None
+        block, num_warps = block_config(ncl)
+        grid = triton.cdiv(ncl, block)
+        grad_r_partial = h_seq.new_empty((grid,), dtype=torch.float32) if r is not None else None
+        sg_id, sg_p0, sg_p1, sg_terms = surrogate_arguments(
+            config.surrogate, config.surrogate_params
+        )
+        reads = _reads(config)
+        with device_guard(h_seq), launch_lock():
+            launch(neuron_backward_kernel)[(grid,)](
+                h_seq if grad_spike is None else grad_spike,
+                h_seq if grad_v_seq is None else grad_v_seq,
+                h_seq if grad_v_last is None else grad_v_last,
+                h_seq if grad_w_last is None else grad_w_last,
+                h_seq if grad_w_seq is None else grad_w_seq,
+                h_seq, h_seq if x_seq is None else x_seq, h_seq if v_init is None else v_init,
+                h_seq if r is None else r,
+                grad_x_seq, grad_x_seq if grad_v_init is None else grad_v_init,
+                grad_x_seq if grad_w_init is None else grad_w_init,
+                grad_x_seq if grad_r_partial is None else grad_r_partial,
+                T, ncl, *scalar_slots(config), config.v_threshold, config.v_reset, sg_p0, sg_p1,
+                NEURON=NEURON_IDS[config.neuron], FLAGS=config.flags,
+                HARD_RESET=config.hard_reset, DETACH_RESET=config.detach_reset,
+                HAS_W=has_w, HAS_R=r is not None, NEEDS_X="x" in reads, NEEDS_V="v" in reads,
+                SG=sg_id, SG_TERMS=sg_terms,
+                HAS_GRAD_SPIKE=grad_spike is not None, HAS_GRAD_V_SEQ=grad_v_seq is not None,
+                HAS_GRAD_V_LAST=grad_v_last is not None,
+                HAS_GRAD_W_LAST=grad_w_last is not None, HAS_GRAD_W_SEQ=grad_w_seq is not None,
+                WRITE_GRAD_V_INIT=grad_v_init is not None,
+                WRITE_GRAD_W_INIT=grad_w_init is not None,
+                BLOCK=block, num_warps=num_warps,
+            )  # fmt: skip
+        grad_r = None
+        if r is not None:
+            # Per-program partial sums, reduced on the device (no host synchronisation).
+            grad_r = grad_r_partial.sum().reshape(1).to(r.dtype)
+        return [grad_x_seq, grad_v_init, grad_w_init, grad_r]
+
+    def fake_forward(
+        self, config: NeuronKernelConfig, inputs: list[Tensor | None], save: bool
+    ) -> list[Tensor]:
+        x_seq, v_init, w_init, _ = inputs
+        empty = x_seq.new_empty(0)
+        store = config.store_v_seq
+        return [
+            torch.empty_like(x_seq),
+            torch.empty_like(v_init),
+            empty if w_init is None else torch.empty_like(w_init),
+            torch.empty_like(x_seq) if store else empty,
+            torch.empty_like(x_seq) if store and w_init is not None else empty,
+            torch.empty_like(x_seq) if save else empty,
+        ]
+
+    def fake_backward(
+        self,
+        config: NeuronKernelConfig,
+        saved: list[Tensor | None],
+        grads: list[Tensor | None],
+        needs: list[bool],
+    ) -> list[Tensor | None]:
+        h_seq, _, _, r = saved
+        step = h_seq.shape[1:]
+        has_w = config.statement.adaptation is not None
+        return [
+            torch.empty_like(h_seq),
+            h_seq.new_empty(step) if needs[1] else None,
+            h_seq.new_empty(step) if has_w and needs[2] else None,
+            None if r is None else r.new_empty((1,)),
+        ]
+
+
+# Under the interpreter a triton_op body could not be traced (its kernels are Python).
+NEURON_OP = KernelOp(
+    "sj_triton",
+    "neuron",
+    TritonNeuronKernels(),
+    NeuronKernelConfig,
+    use_triton_op=not interpreter_enabled(),
+)
