@@ -230,17 +230,13 @@ _COMMON_KEYWORDS = ("v_threshold", "v_reset", "detach_reset", "surrogate_functio
 
 
 def _operator(statement: NeuronStatement) -> Callable[..., tuple]:
-    def operator(x_seq, *tensors, **kwargs):
-        return _run(statement, (x_seq, *tensors), kwargs)
-
-    operator.__name__ = operator.__qualname__ = f"multistep_{statement.name}"
-    operator.__module__ = __name__
-    operator.__signature__ = statement.signature()
-    operator.__doc__ = (
-        f"{statement.title} neuron over ``T`` steps, compiled (operator "
-        f"``{statement.operator_key}``); arguments as in :mod:`sj_core.reference`."
+    return statement.operator_function(
+        lambda x_seq, *tensors, **kwargs: _run(statement, (x_seq, *tensors), kwargs),
+        name=f"multistep_{statement.name}",
+        module=__name__,
+        doc=f"{statement.title} neuron over ``T`` steps, compiled (operator "
+        f"``{statement.operator_key}``); arguments as in :mod:`sj_core.reference`.",
     )
-    return operator
 
 
 multistep_if = _operator(IF)

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -172,17 +173,14 @@ def multistep(
 
 
 def _operator(statement: NeuronStatement) -> Callable[..., tuple]:
-    def operator(x_seq, *tensors, **kwargs):
-        return multistep(statement, x_seq, *tensors, **kwargs)
-
-    operator.__name__ = operator.__qualname__ = f"multistep_{statement.name}"
-    operator.__module__ = __name__
-    operator.__signature__ = statement.signature()
-    operator.__doc__ = (
-        f"{statement.title} neuron over ``T`` steps (operator ``{statement.operator_key}``):"
-        f" :func:`multistep` of :data:`sj_core.neuron.statements.{statement.name.upper()}`."
+    return statement.operator_function(
+        functools.partial(multistep, statement),
+        name=f"multistep_{statement.name}",
+        module=__name__,
+        doc=f"{statement.title} neuron over ``T`` steps (operator "
+        f"``{statement.operator_key}``): :func:`multistep` of "
+        f":data:`sj_core.neuron.statements.{statement.name.upper()}`.",
     )
-    return operator
 
 
 multistep_if = _operator(IF)

@@ -1,4 +1,5 @@
-"""sj-cupy: CuPy/NVRTC CUDA kernels for multi-step IF, LIF, PLIF, QIF, EIF, Izhikevich.
+"""sj-cupy: CuPy/NVRTC CUDA kernels for every neuron of sj-core (IF, LIF, PLIF, QIF, EIF,
+Izhikevich), multi-step and single-step, generated from sj-core's neuron statements.
 
 Installing the package registers the ``cupy`` backend with sj-core, so
 ``LIFNode(step_mode='m', backend='cupy')`` runs these kernels. Importing ``sj_cupy`` does

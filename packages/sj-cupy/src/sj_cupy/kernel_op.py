@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from sj_core.kernels import KernelOp, NeuronKernelConfig
+from sj_core.kernels import KernelOp, NeuronKernelConfig, NeuronKernels
 
 from .codegen import NEURONS, SURROGATES, make_variant
 from .codegen.kernels import SURROGATE_PARAM_PREFIX
@@ -49,16 +49,10 @@ def _incoming(grad: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     return grad.to(dtype).contiguous()
 
 
-class CupyNeuronKernels:
+class CupyNeuronKernels(NeuronKernels):
     """:class:`sj_core.kernels.KernelImplementation` of every neuron on CuPy/NVRTC."""
 
     backend = "cupy"
-
-    def num_outputs(self, config: NeuronKernelConfig) -> int:
-        return 5  # spike_seq, v_last, w_last, v_seq, w_seq
-
-    def retain(self, config: NeuronKernelConfig) -> None:
-        return None
 
     def forward(
         self,
@@ -104,17 +98,19 @@ class CupyNeuronKernels:
         get_launcher().launch(
             variant, pack_args(variant, values), grid_blocks(variant, N), x_seq.device
         )
-        results = [spike_seq, v_last, w_last, v_seq, w_seq, h_seq]
-        if placeholders:
-            results = [x_seq.new_empty(0) if t is None else t for t in results]
-        return results
+        return self.results(x_seq, [spike_seq, v_last, w_last, v_seq, w_seq, h_seq], placeholders)
 
     def saved(
         self, config: NeuronKernelConfig, inputs: list[Tensor | None], results: list[Tensor | None]
     ) -> list[Tensor | None]:
         x_seq, v_init, _, r_tau = inputs
-        needs_x = NEURONS[config.neuron].equations(_decay_input(config)).needs_x
-        return [results[5], x_seq if needs_x else None, v_init, r_tau]
+        equations = NEURONS[config.neuron].equations(_decay_input(config))
+        return [
+            results[5],
+            x_seq if equations.needs_x else None,
+            v_init if equations.needs_v_prev else None,
+            r_tau,
+        ]
 
     def backward(
         self,
@@ -138,10 +134,11 @@ class CupyNeuronKernels:
         )
         if not config.store_v_seq:
             grad_v_seq = grad_w_seq = None
-        T, N = h_seq.shape[0], v_init.numel()
+        T, N = h_seq.shape[0], h_seq[0].numel()
+        step = h_seq.shape[1:]
         grad_x_seq = torch.empty_like(h_seq)
-        grad_v_init = torch.empty_like(v_init)
-        grad_w_init = torch.empty_like(v_init) if spec.has_w else None
+        grad_v_init = h_seq.new_empty(step)
+        grad_w_init = h_seq.new_empty(step) if spec.has_w else None
         scalar = make_variant(
             config.neuron,
             "backward",
@@ -190,37 +187,6 @@ class CupyNeuronKernels:
             grad_v_init if needs[1] else None,
             grad_w_init if needs[2] else None,
             grad_r_tau,
-        ]
-
-    def fake_forward(
-        self, config: NeuronKernelConfig, inputs: list[Tensor | None], save: bool
-    ) -> list[Tensor]:
-        x_seq, v_init, w_init, _ = inputs
-        empty = x_seq.new_empty(0)
-        store = config.store_v_seq
-        return [
-            torch.empty_like(x_seq),
-            torch.empty_like(v_init),
-            empty if w_init is None else torch.empty_like(w_init),
-            torch.empty_like(x_seq) if store else empty,
-            torch.empty_like(x_seq) if store and w_init is not None else empty,
-            torch.empty_like(x_seq) if save else empty,
-        ]
-
-    def fake_backward(
-        self,
-        config: NeuronKernelConfig,
-        saved: list[Tensor | None],
-        grads: list[Tensor | None],
-        needs: list[bool],
-    ) -> list[Tensor | None]:
-        h_seq, _, v_init, r_tau = saved
-        has_w = NEURONS[config.neuron].has_w
-        return [
-            torch.empty_like(h_seq),
-            torch.empty_like(v_init) if needs[1] else None,
-            torch.empty_like(v_init) if has_w and needs[2] else None,
-            None if r_tau is None else r_tau.new_empty((1,)),
         ]
 
 

@@ -23,22 +23,6 @@ from .codegen import SURROGATES
 from .kernel_op import NEURON_OP
 from .launch import device_type
 
-__all__ = [
-    "RUNNER",
-    "eif_multi_step",
-    "eif_single_step",
-    "if_multi_step",
-    "if_single_step",
-    "izhikevich_multi_step",
-    "izhikevich_single_step",
-    "lif_multi_step",
-    "lif_single_step",
-    "plif_multi_step",
-    "plif_single_step",
-    "qif_multi_step",
-    "qif_single_step",
-]
-
 
 def _device_ok(device: torch.device) -> str | None:
     expected = device_type()  # "cuda", unless a test runs the kernels on the host
@@ -50,17 +34,5 @@ def _device_ok(device: torch.device) -> str | None:
 RUNNER = NeuronKernelRunner(
     NEURON_OP, backend="cupy", surrogates=tuple(SURROGATES), device_ok=_device_ok
 )
-_OPERATORS = RUNNER.operators(module=__name__)
-
-if_multi_step = _OPERATORS["if.multi_step"]
-if_single_step = _OPERATORS["if.single_step"]
-lif_multi_step = _OPERATORS["lif.multi_step"]
-lif_single_step = _OPERATORS["lif.single_step"]
-plif_multi_step = _OPERATORS["plif.multi_step"]
-plif_single_step = _OPERATORS["plif.single_step"]
-qif_multi_step = _OPERATORS["qif.multi_step"]
-qif_single_step = _OPERATORS["qif.single_step"]
-eif_multi_step = _OPERATORS["eif.multi_step"]
-eif_single_step = _OPERATORS["eif.single_step"]
-izhikevich_multi_step = _OPERATORS["izhikevich.multi_step"]
-izhikevich_single_step = _OPERATORS["izhikevich.single_step"]
+# if_multi_step, lif_multi_step, ..., izhikevich_single_step: one per operator key.
+__all__ = ["RUNNER", *RUNNER.export(globals())]

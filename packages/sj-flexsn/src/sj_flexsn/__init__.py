@@ -16,9 +16,9 @@ The pipeline, one module per stage:
 * :mod:`sj_flexsn.compile` writes the source to a content-keyed cache file and imports it;
 * :mod:`sj_flexsn.info` describes what a kernel reads and writes (``FlexSNInfo``);
 * :mod:`sj_flexsn.kernel` / :mod:`sj_flexsn.wrapper` build and launch the kernels;
-* :mod:`sj_flexsn.custom_ops` exposes them as ``torch.library`` operators (what
-  ``torch.compile`` sees) and :mod:`sj_flexsn.eager` runs them without the dispatcher's
-  overhead in eager mode;
+* :mod:`sj_flexsn.custom_ops` runs them through sj-core's kernel plumbing
+  (:mod:`sj_core.kernels`): eagerly without the dispatcher's overhead, or, when traced,
+  as ``torch.library`` operators (what ``torch.compile`` sees);
 * :mod:`sj_flexsn.factory` is what sj-core's ``FlexSN`` calls.
 
 Importing ``sj_flexsn`` imports neither Triton nor the kernels.

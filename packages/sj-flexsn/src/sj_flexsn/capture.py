@@ -221,22 +221,24 @@ class _SwapCapturedTensors(TorchFunctionMode):
         return result
 
 
-def _core_files(core: Callable) -> set[str]:
-    """The source files of ``core``'s code (its function, or an ``nn.Module``'s forward)."""
+def _core_code(core: Callable) -> object | None:
+    """The code object of ``core`` (its function, or an ``nn.Module``'s forward)."""
     target = core.forward if isinstance(core, torch.nn.Module) else core
-    code = getattr(getattr(target, "__func__", target), "__code__", None)
-    return {code.co_filename} if code is not None else set()
+    return getattr(getattr(target, "__func__", target), "__code__", None)
 
 
 def _raised_in_core(exc: BaseException, core: Callable) -> bool:
-    """Whether the traceback of ``exc`` passes through the file that defines ``core``."""
-    files = _core_files(core)
+    """Whether ``exc`` propagated out of a call of ``core`` (its frame is in the
+    traceback); when ``core``'s code cannot be seen, assume so and give the hints."""
+    code = _core_code(core)
+    if code is None:
+        return True
     traceback = exc.__traceback__
     while traceback is not None:
-        if traceback.tb_frame.f_code.co_filename in files:
+        if traceback.tb_frame.f_code is code:
             return True
         traceback = traceback.tb_next
-    return not files  # a core whose code we cannot see: give the user the hints
+    return False
 
 
 def _trace_failure(

@@ -207,7 +207,7 @@ class FlexSNKernels:
     ``[*outputs, *states]`` in inference.
     """
 
-    backend = "FlexSN triton"
+    backend = "FlexSN"
 
     def num_outputs(self, config: FlexSNConfig) -> int:
         info = _counts(get_flexsn_kernel_handle(config.handle))

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import torch
 
+from sj_core.backends import UnsupportedByBackendError
 from sj_core.kernels import interpreter_enabled, launch_lock
 
 from .info import FlexSNInfo
@@ -139,7 +140,7 @@ def _numel(shape: Sequence[int]) -> int:
 
 def _check_device_and_dtype(device: torch.device, dtype: torch.dtype, what: str) -> None:
     if dtype not in _SUPPORTED_DTYPES:
-        raise NotImplementedError(
+        raise UnsupportedByBackendError(
             f"{what}: FlexSN Triton kernels support float32, float16 and bfloat16 inputs, "
             f"got {dtype}"
         )
@@ -147,7 +148,7 @@ def _check_device_and_dtype(device: torch.device, dtype: torch.dtype, what: str)
         return
     if device.type == "cpu" and interpreter_enabled():
         return
-    raise NotImplementedError(
+    raise UnsupportedByBackendError(
         f"{what}: FlexSN Triton kernels need CUDA tensors, got a {device.type} tensor "
         "(CPU tensors work only under Triton's interpreter, TRITON_INTERPRET=1; or use "
         "backend='torch')"

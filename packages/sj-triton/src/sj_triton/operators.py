@@ -21,21 +21,6 @@ from sj_core.kernels import NeuronKernelRunner, interpreter_enabled
 
 from .neuron_kernel.kernel_op import NEURON_OP, SURROGATES
 
-__all__ = [
-    "eif_multi_step",
-    "eif_single_step",
-    "if_multi_step",
-    "if_single_step",
-    "izhikevich_multi_step",
-    "izhikevich_single_step",
-    "lif_multi_step",
-    "lif_single_step",
-    "plif_multi_step",
-    "plif_single_step",
-    "qif_multi_step",
-    "qif_single_step",
-]
-
 # Read once: torch.compile traces the operators, and a constant keeps os.environ out.
 _INTERPRETER = interpreter_enabled()
 
@@ -51,17 +36,5 @@ def _device_ok(device: torch.device) -> str | None:
 RUNNER = NeuronKernelRunner(
     NEURON_OP, backend="triton", surrogates=SURROGATES, device_ok=_device_ok
 )
-_OPERATORS = RUNNER.operators(module=__name__)
-
-if_multi_step = _OPERATORS["if.multi_step"]
-if_single_step = _OPERATORS["if.single_step"]
-lif_multi_step = _OPERATORS["lif.multi_step"]
-lif_single_step = _OPERATORS["lif.single_step"]
-plif_multi_step = _OPERATORS["plif.multi_step"]
-plif_single_step = _OPERATORS["plif.single_step"]
-qif_multi_step = _OPERATORS["qif.multi_step"]
-qif_single_step = _OPERATORS["qif.single_step"]
-eif_multi_step = _OPERATORS["eif.multi_step"]
-eif_single_step = _OPERATORS["eif.single_step"]
-izhikevich_multi_step = _OPERATORS["izhikevich.multi_step"]
-izhikevich_single_step = _OPERATORS["izhikevich.single_step"]
+# if_multi_step, lif_multi_step, ..., izhikevich_single_step: one per operator key.
+__all__ = ["RUNNER", *RUNNER.export(globals())]

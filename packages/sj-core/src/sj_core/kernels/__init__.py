@@ -24,6 +24,7 @@ from .neuron_operators import (
     KERNEL_DTYPES,
     NeuronKernelConfig,
     NeuronKernelRunner,
+    NeuronKernels,
     surrogate_kernel_arguments,
 )
 from .triton_interpreter import interpreter_enabled, launch_lock
@@ -34,6 +35,7 @@ __all__ = [
     "KernelOp",
     "NeuronKernelConfig",
     "NeuronKernelRunner",
+    "NeuronKernels",
     "flatten_config",
     "interpreter_enabled",
     "is_traced_call",

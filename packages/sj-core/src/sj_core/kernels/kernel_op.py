@@ -187,6 +187,11 @@ def _identity(kernel: Any) -> Any:
     return kernel
 
 
+def _absent(tensors: Sequence[Tensor], present: Sequence[bool]) -> list[Tensor | None]:
+    """The operator's inputs with ``None`` again where a placeholder stood in."""
+    return [t if p else None for t, p in zip(tensors, present, strict=True)]
+
+
 class _EagerKernelFunction(torch.autograd.Function):
     """The eager training path: the implementation under autograd, no dispatcher."""
 
@@ -249,12 +254,24 @@ class KernelOp:
             t is not None and t.requires_grad for t in inputs
         )
         if is_traced_call(inputs):
-            results = self.forward_op(inputs, *flatten_config(config), needs_grad)
+            results = self.forward_op(*self.op_arguments(config, inputs, save=needs_grad))
             return tuple(results[: impl.num_outputs(config)])
         if needs_grad:
             return _EagerKernelFunction.apply(self, config, *inputs)
         results = impl.forward(config, inputs, save=False, launch=_identity, placeholders=False)
         return tuple(results[: impl.num_outputs(config)])
+
+    def op_arguments(self, config: Any, inputs: Sequence[Tensor | None], *, save: bool) -> tuple:
+        """The arguments of :attr:`forward_op` for a call: ``(tensors, present, words, ints,
+        floats, save)``.
+
+        Absent inputs travel as empty placeholders flagged in ``present``: torch's
+        custom-op autograd does not see the tensors of a list that holds a ``None``.
+        """
+        anchor = next(t for t in inputs if t is not None)
+        present = [t is not None for t in inputs]
+        tensors = [anchor.new_empty(0) if t is None else t for t in inputs]
+        return (tensors, present, *flatten_config(config), save)
 
     # -- registration --------------------------------------------------------------------
 
@@ -280,14 +297,19 @@ class KernelOp:
         decode = self._decode
 
         def forward(
-            inputs: List[Optional[Tensor]],  # noqa: UP006, UP045
+            inputs: List[Tensor],  # noqa: UP006
+            present: List[bool],  # noqa: UP006
             words: str,
             ints: List[int],  # noqa: UP006
             floats: List[float],  # noqa: UP006
             save: bool,
         ) -> List[Tensor]:  # noqa: UP006
             config = decode(words, ints, floats)
-            return list(impl.forward(config, inputs, save=save, launch=launch, placeholders=True))
+            return list(
+                impl.forward(
+                    config, _absent(inputs, present), save=save, launch=launch, placeholders=True
+                )
+            )
 
         def backward(
             saved: List[Optional[Tensor]],  # noqa: UP006, UP045
@@ -309,8 +331,9 @@ class KernelOp:
         if not self.use_triton_op:
 
             @forward_op.register_fake
-            def _(inputs, words, ints, floats, save):
-                return list(impl.fake_forward(decode(words, ints, floats), inputs, save))
+            def _(inputs, present, words, ints, floats, save):
+                config = decode(words, ints, floats)
+                return list(impl.fake_forward(config, _absent(inputs, present), save))
 
             @backward_op.register_fake
             def _(saved, grads, words, ints, floats, needs):
@@ -318,9 +341,9 @@ class KernelOp:
                 return [g for g, need in zip(results, needs, strict=True) if need]
 
         def setup_context(ctx, inputs, output):
-            tensors, words, ints, floats, _ = inputs
+            tensors, present, words, ints, floats, _ = inputs
             config = decode(words, ints, floats)
-            ctx.save_for_backward(*impl.saved(config, list(tensors), list(output)))
+            ctx.save_for_backward(*impl.saved(config, _absent(tensors, present), list(output)))
             ctx.flat_config = (words, list(ints), list(floats))
             ctx.num_outputs = impl.num_outputs(config)
             ctx.retained = impl.retain(config)

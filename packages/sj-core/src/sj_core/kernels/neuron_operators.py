@@ -41,6 +41,7 @@ __all__ = [
     "KERNEL_DTYPES",
     "NeuronKernelConfig",
     "NeuronKernelRunner",
+    "NeuronKernels",
     "surrogate_kernel_arguments",
 ]
 
@@ -108,7 +109,7 @@ def surrogate_kernel_arguments(
     if not getattr(surrogate_function, "spiking", True):
         raise UnsupportedByBackendError(
             f"the {backend} backend emits binary spikes; {name}(spiking=False) outputs the "
-            "smooth primitive, which only backend='torch' computes"
+            "smooth primitive: use backend='torch' for it"
         )
     if name not in supported:
         raise UnsupportedByBackendError(
@@ -155,7 +156,13 @@ def _config(
         surrogate_function = kwargs.pop("surrogate_function")
     except KeyError as missing:
         raise TypeError(f"{statement.title} operator: missing keyword argument {missing}") from None
-    params, v_threshold, v_reset = statement.validate(kwargs, v_threshold, v_reset)
+    if torch.compiler.is_compiling():
+        # Under torch.compile(dynamic=True) the floats can be symbolic, and checking them
+        # would break the graph: they were checked when the module's attributes were set,
+        # and an eager call of the same operator checks them.
+        params = {name: kwargs[name] for name in statement.names(FLOAT) + statement.names(FLAG)}
+    else:
+        params, v_threshold, v_reset = statement.validate(kwargs, v_threshold, v_reset)
     if not isinstance(detach_reset, bool) or not isinstance(store_v_seq, bool):
         raise TypeError("detach_reset and store_v_seq must be bools")
     surrogate, surrogate_params = surrogate_kernel_arguments(
@@ -264,6 +271,16 @@ class NeuronKernelRunner:
             operators[f"{statement.name}.single_step"] = self._single_step(statement, multi, module)
         return operators
 
+    def export(self, namespace: dict[str, Any]) -> list[str]:
+        """Define every operator in a module's ``namespace`` (its ``globals()``) as
+        ``<neuron>_multi_step`` / ``<neuron>_single_step``; returns the names, for
+        ``__all__``. The functions' ``__module__`` is the namespace's module."""
+        names = []
+        for function in self.operators(module=namespace["__name__"]).values():
+            namespace[function.__name__] = function
+            names.append(function.__name__)
+        return names
+
     def _multi_step(self, statement: NeuronStatement, module: str) -> Callable[..., tuple]:
         run = self.run
         two_states = len(statement.states) == 2
@@ -274,14 +291,13 @@ class NeuronKernelRunner:
                 return spike_seq, v_last, w_last, v_seq
             return spike_seq, v_last, v_seq
 
-        operator.__name__ = operator.__qualname__ = f"{statement.name}_multi_step"
-        operator.__module__ = module
-        operator.__signature__ = statement.signature()
-        operator.__doc__ = (
-            f"Operator ``{statement.operator_key}`` of the {self.backend} backend "
-            f"(see :mod:`sj_core.backends.operators`)."
+        return statement.operator_function(
+            operator,
+            name=f"{statement.name}_multi_step",
+            module=module,
+            doc=f"Operator ``{statement.operator_key}`` of the {self.backend} backend "
+            "(see :mod:`sj_core.backends.operators`).",
         )
-        return operator
 
     def _single_step(self, statement: NeuronStatement, multi_step: Callable, module: str):
         def operator(x, *tensors, **kwargs):
@@ -290,10 +306,72 @@ class NeuronKernelRunner:
             outputs = multi_step(x.unsqueeze(0), *tensors, **kwargs, store_v_seq=False)
             return (outputs[0][0], *outputs[1:-1])
 
-        operator.__name__ = operator.__qualname__ = f"{statement.name}_single_step"
-        operator.__module__ = module
-        operator.__doc__ = (
-            f"Operator ``{statement.name}.single_step`` of the {self.backend} backend: one "
-            "step, run as a sequence of length 1."
+        function = statement.operator_function(
+            operator,
+            name=f"{statement.name}_single_step",
+            module=module,
+            doc=f"Operator ``{statement.name}.single_step`` of the {self.backend} backend: "
+            "one step, run as a sequence of length 1.",
         )
-        return operator
+        del function.__signature__  # the single step has no store_v_seq
+        return function
+
+
+class NeuronKernels:
+    """The parts of a :class:`~.kernel_op.KernelImplementation` that every neuron kernel
+    backend shares, given the common layout (module docstring) and this convention for
+    what the backward keeps: ``saved = [h_seq, x_seq | None, v_init | None, r | None]``,
+    ``h_seq`` the pre-reset potentials ``[T, *S]`` (the forward's last result when it
+    saves).
+
+    A backend subclasses it and writes ``forward``, ``saved`` and ``backward``.
+    """
+
+    backend = "kernel"
+
+    def num_outputs(self, config: NeuronKernelConfig) -> int:
+        return 5  # spike_seq, v_last, w_last, v_seq, w_seq
+
+    def retain(self, config: NeuronKernelConfig) -> None:
+        return None
+
+    @staticmethod
+    def results(
+        x_seq: torch.Tensor, outputs: list[torch.Tensor | None], placeholders: bool
+    ) -> list[torch.Tensor | None]:
+        """``outputs`` with absent ones as empty tensors when ``placeholders``."""
+        if not placeholders:
+            return outputs
+        return [x_seq.new_empty(0) if t is None else t for t in outputs]
+
+    def fake_forward(
+        self, config: NeuronKernelConfig, inputs: list[torch.Tensor | None], save: bool
+    ) -> list[torch.Tensor]:
+        x_seq, v_init, w_init, _ = inputs
+        store = config.store_v_seq
+        outputs = [
+            torch.empty_like(x_seq),
+            torch.empty_like(v_init),
+            None if w_init is None else torch.empty_like(w_init),
+            torch.empty_like(x_seq) if store else None,
+            torch.empty_like(x_seq) if store and w_init is not None else None,
+            torch.empty_like(x_seq) if save else None,
+        ]
+        return self.results(x_seq, outputs, placeholders=True)  # one placeholder each
+
+    def fake_backward(
+        self,
+        config: NeuronKernelConfig,
+        saved: list[torch.Tensor | None],
+        grads: list[torch.Tensor | None],
+        needs: list[bool],
+    ) -> list[torch.Tensor | None]:
+        h_seq, _, _, r = saved
+        step = h_seq.shape[1:]
+        has_w = config.statement.adaptation is not None
+        return [
+            torch.empty_like(h_seq),
+            h_seq.new_empty(step) if needs[1] else None,
+            h_seq.new_empty(step) if has_w and needs[2] else None,
+            None if r is None else r.new_empty((1,)),
+        ]

@@ -22,7 +22,13 @@ import torch
 import triton
 from torch import Tensor
 
-from sj_core.kernels import KernelOp, NeuronKernelConfig, interpreter_enabled, launch_lock
+from sj_core.kernels import (
+    KernelOp,
+    NeuronKernelConfig,
+    NeuronKernels,
+    interpreter_enabled,
+    launch_lock,
+)
 
 from .equations import BACKWARD_READS, NEURON_IDS
 from .kernels import neuron_backward_kernel, neuron_forward_kernel
@@ -51,16 +57,10 @@ def _incoming(grad: Tensor | None) -> Tensor | None:
     return None if grad is None or grad.numel() == 0 else grad.contiguous()
 
 
-class TritonNeuronKernels:
+class TritonNeuronKernels(NeuronKernels):
     """:class:`sj_core.kernels.KernelImplementation` of every neuron on Triton."""
 
     backend = "triton"
-
-    def num_outputs(self, config: NeuronKernelConfig) -> int:
-        return 5  # spike_seq, v_last, w_last, v_seq, w_seq
-
-    def retain(self, config: NeuronKernelConfig) -> None:
-        return None
 
     def forward(
         self,
@@ -94,10 +94,7 @@ class TritonNeuronKernels:
                 SAVE_H=save, STORE_V_SEQ=config.store_v_seq,
                 FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION, BLOCK=block, num_warps=num_warps,
             )  # fmt: skip
-        results = [spike_seq, v_last, w_last, v_seq, w_seq, h_seq]
-        if placeholders:
-            results = [x_seq.new_empty(0) if t is None else t for t in results]
-        return results
+        return self.results(x_seq, [spike_seq, v_last, w_last, v_seq, w_seq, h_seq], placeholders)
 
     def saved(
         self, config: NeuronKernelConfig, inputs: list[Tensor | None], results: list[Tensor | None]
@@ -173,38 +170,6 @@ class TritonNeuronKernels:
             # Per-program partial sums, reduced on the device (no host synchronisation).
             grad_r = grad_r_partial.sum().reshape(1).to(r.dtype)
         return [grad_x_seq, grad_v_init, grad_w_init, grad_r]
-
-    def fake_forward(
-        self, config: NeuronKernelConfig, inputs: list[Tensor | None], save: bool
-    ) -> list[Tensor]:
-        x_seq, v_init, w_init, _ = inputs
-        empty = x_seq.new_empty(0)
-        store = config.store_v_seq
-        return [
-            torch.empty_like(x_seq),
-            torch.empty_like(v_init),
-            empty if w_init is None else torch.empty_like(w_init),
-            torch.empty_like(x_seq) if store else empty,
-            torch.empty_like(x_seq) if store and w_init is not None else empty,
-            torch.empty_like(x_seq) if save else empty,
-        ]
-
-    def fake_backward(
-        self,
-        config: NeuronKernelConfig,
-        saved: list[Tensor | None],
-        grads: list[Tensor | None],
-        needs: list[bool],
-    ) -> list[Tensor | None]:
-        h_seq, _, _, r = saved
-        step = h_seq.shape[1:]
-        has_w = config.statement.adaptation is not None
-        return [
-            torch.empty_like(h_seq),
-            h_seq.new_empty(step) if needs[1] else None,
-            h_seq.new_empty(step) if has_w and needs[2] else None,
-            None if r is None else r.new_empty((1,)),
-        ]
 
 
 # Under the interpreter a triton_op body could not be traced (its kernels are Python).

@@ -164,6 +164,22 @@ class NeuronStatement:
             check(checked, v_threshold, v_reset)
         return checked, v_threshold, v_reset
 
+    def operator_function(
+        self, implementation: Callable[..., Any], *, name: str, module: str, doc: str
+    ) -> Callable[..., Any]:
+        """``implementation`` (any ``(*args, **kwargs)`` callable) as a function named
+        ``name`` in ``module`` (so that it pickles by name), with this neuron's operator
+        signature (for ``help()``) and ``doc``."""
+
+        def operator(*args: Any, **kwargs: Any) -> Any:
+            return implementation(*args, **kwargs)
+
+        operator.__name__ = operator.__qualname__ = name
+        operator.__module__ = module
+        operator.__signature__ = self.signature()
+        operator.__doc__ = doc
+        return operator
+
     def signature(self) -> inspect.Signature:
         """The signature of this neuron's ``multi_step`` operators (for ``help()``)."""
         P = inspect.Parameter
