@@ -159,3 +159,26 @@ def test_single_step_operators_match_one_step_of_the_reference(backend, case):
     torch.testing.assert_close(got[0], want[0][0], rtol=0, atol=0)
     for a, b in zip(got[1:], want[1:-1], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# The surrogate gradient evaluated exactly where its formula changes branch (and around
+# it): an IF neuron with V_th = 0 and v_init = 0 sees H - V_th = X at its one step, so
+# dL/dX is the surrogate gradient at X. Rounding-free points, so the branch taken must be
+# the reference's.
+BREAKPOINTS = (0.0, 1.0, -1.0, 0.5, -0.5, 1.0 / 3.0, 2.0, -2.0, 0.25, 1e-3, -1e-3, 3.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+@pytest.mark.parametrize("sg", ALL_SURROGATES)
+def test_surrogate_gradients_at_their_breakpoints(backend, sg):
+    surrogate_function = make_surrogate(sg)
+    x = torch.tensor(BREAKPOINTS, device=backend.device).reshape(1, -1)
+    x = x.requires_grad_()
+    case = NeuronCase("if", 0.0, 0.0, False, {})
+    spikes = backend.operator("if")(
+        x, torch.zeros(x.shape[1], device=backend.device), **case.kwargs(surrogate_function, False)
+    )[0]
+    (grad,) = torch.autograd.grad(spikes.sum(), x)
+    # The reference computes in fp32 too (Sigmoid's 1 - s cancels at x = 3 in both).
+    expected = surrogate_function.gradient(x.detach().cpu())
+    torch.testing.assert_close(grad.cpu(), expected, rtol=2e-6, atol=1e-7)

@@ -21,6 +21,12 @@ from typing import Any
 
 import pytest
 import torch
+from neuron_cases import (  # noqa: F401 (re-exported for the test modules)
+    ALL_SURROGATES,
+    PRIMITIVE_SURROGATES,
+    SPIKING_ONLY_SURROGATES,
+    SURROGATE_FACTORIES,
+)
 
 from sj_core import backends, surrogate
 from sj_core.backends import BackendSpec, registry
@@ -153,35 +159,7 @@ def operator_keywords(signature: str) -> tuple[list[str], list[str]]:
 
 # -- surrogates -----------------------------------------------------------------------------
 
-# Every surrogate of SPEC section 4, at parameters that give non-trivial gradients over the
-# range of ``H - V_th`` the tests produce (roughly [-1.5, 1.5]).
-SURROGATE_FACTORIES: dict[str, Callable[[bool], surrogate.SurrogateFunctionBase]] = {
-    "Sigmoid": lambda spiking: surrogate.Sigmoid(alpha=4.0, spiking=spiking),
-    "ATan": lambda spiking: surrogate.ATan(alpha=2.0, spiking=spiking),
-    "PiecewiseQuadratic": lambda spiking: surrogate.PiecewiseQuadratic(alpha=1.0, spiking=spiking),
-    "PiecewiseExp": lambda spiking: surrogate.PiecewiseExp(alpha=1.5, spiking=spiking),
-    "SoftSign": lambda spiking: surrogate.SoftSign(alpha=2.0, spiking=spiking),
-    "SuperSpike": lambda spiking: surrogate.SuperSpike(alpha=1.0, spiking=spiking),
-    "Erf": lambda spiking: surrogate.Erf(alpha=2.0, spiking=spiking),
-    "PiecewiseLeakyReLU": lambda spiking: surrogate.PiecewiseLeakyReLU(
-        w=1.0, c=0.05, spiking=spiking
-    ),
-    "QPseudoSpike": lambda spiking: surrogate.QPseudoSpike(alpha=2.5, spiking=spiking),
-    "LeakyKReLU": lambda spiking: surrogate.LeakyKReLU(spiking=spiking, leak=0.1, k=0.8),
-    "S2NN": lambda spiking: surrogate.S2NN(alpha=4.0, beta=1.0, spiking=spiking),
-    "NonzeroSignLogAbs": lambda spiking: surrogate.NonzeroSignLogAbs(alpha=1.0, spiking=spiking),
-    "LogTailedReLU": lambda spiking: surrogate.LogTailedReLU(alpha=0.1, spiking=spiking),
-    "Rect": lambda spiking: surrogate.Rect(alpha=0.5, spiking=spiking),
-    "SquarewaveFourierSeries": lambda spiking: surrogate.SquarewaveFourierSeries(
-        n=3, T_period=8.0, spiking=spiking
-    ),
-    "FakeNumericalGradient": lambda spiking: surrogate.FakeNumericalGradient(
-        alpha=0.3, spiking=spiking
-    ),
-}
-SPIKING_ONLY_SURROGATES = ("SuperSpike", "FakeNumericalGradient")
-PRIMITIVE_SURROGATES = tuple(n for n in SURROGATE_FACTORIES if n not in SPIKING_ONLY_SURROGATES)
-ALL_SURROGATES = tuple(SURROGATE_FACTORIES)
+# The surrogate tables come from tests/support/neuron_cases.py (one for every folder).
 
 
 # -- node configurations --------------------------------------------------------------------

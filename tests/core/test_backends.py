@@ -67,9 +67,7 @@ def test_builtin_torch_provides_every_reference_loop(plugins) -> None:
         assert operator is getattr(reference, f"multistep_{neuron}")
     assert torch_backend.available() == (True, "")
     assert set(backends.get_backend("inductor").operators) == {
-        "if.multi_step",
-        "lif.multi_step",
-        "plif.multi_step",
+        f"{neuron}.multi_step" for neuron in ("if", "lif", "plif", "qif", "eif", "izhikevich")
     }
 
 

@@ -1,7 +1,12 @@
 """CUDA source generation (pure Python: no CuPy, no GPU).
 
-Checks the variant table, the formulas that end up in the source, the content keys, and
-the errors for configurations the backend cannot run.
+Checks the variant table, what ends up in the source (the neuron expressions printed from
+sj-core's statements, the surrogate formulas, the reset, the memory accesses), the kernel
+signatures, the content keys, and the errors for configurations with no kernel.
+
+Where a test finds a printed expression in the source, it also evaluates that C text
+(numerically, in float64) against the statement itself or its autograd derivative, so a
+printer that lost a parenthesis or a derivative with a wrong sign fails here.
 """
 
 from __future__ import annotations
@@ -12,9 +17,18 @@ import re
 
 import pytest
 import torch
+from neuron_cases import ALL_SURROGATES, make_surrogate
 
 from sj_core import surrogate as sg
-from sj_cupy import launch, validation
+from sj_core.neuron.statements import (
+    FLOAT,
+    STATEMENTS,
+    TENSOR,
+    Sym,
+    flag_settings,
+    kernel_equations,
+    reset,
+)
 from sj_cupy.codegen import (
     COMPILE_OPTIONS,
     DTYPES,
@@ -28,6 +42,8 @@ from sj_cupy.codegen import (
     source_key,
     vector_variant,
 )
+from sj_cupy.codegen.neurons import CPrinter
+from sj_cupy.codegen.prelude import PRELUDE
 
 
 def _forward(neuron="lif", **overrides):
@@ -40,7 +56,58 @@ def _backward(neuron="lif", surrogate="Sigmoid", **overrides):
     return make_variant(neuron, "backward", surrogate=surrogate, **config | overrides)
 
 
-# -- the variant table ----------------------------------------------------------------------------
+def _body(source: str) -> str:
+    """The source after the shared prelude (the surrogate function and the kernels)."""
+    return source.split("#endif  // SJ_CUPY_PRELUDE")[1]
+
+
+#: Every neuron configuration (statement, flag setting): the generator's unit.
+CONFIGURATIONS = [(name, flags) for name in STATEMENTS for flags in flag_settings(STATEMENTS[name])]
+
+
+def _config_id(config) -> str:
+    name, flags = config
+    return "-".join([name] + [k if v else f"no_{k}" for k, v in flags.items()])
+
+
+def _decay(flags) -> bool:
+    return flags.get("decay_input", False)
+
+
+# -- evaluating printed C expressions -------------------------------------------------------
+
+#: Values for every symbol a printed expression may use (an arbitrary generic point, so
+#: that no term vanishes by accident).
+POINT = {
+    "x": 0.37, "v": 0.61, "w": 0.13, "h": 0.83, "s": 1.0, "r_tau": 0.43, "v_reset": -0.27,
+    "v_threshold": 0.95, "tau": 2.3, "v_c": 0.71, "a0": 1.3, "v_rest": -0.05, "delta_T": 0.9,
+    "theta_rh": 0.66, "a": 0.47, "b": 0.21, "tau_w": 3.1,
+}  # fmt: skip
+
+
+def eval_c(text: str, **values: float) -> float:
+    """Evaluate a printed C float expression (``1.0f``, ``expf``, ``+ - * /`` and names)
+    in float64."""
+    python = re.sub(r"(\d+\.\d*(?:e[+-]?\d+)?)f\b", r"\1", text).replace("expf(", "exp(")
+    assert re.fullmatch(r"[\w\s.+\-*/()]*", python), text
+    env = {name: torch.tensor(value, dtype=torch.float64) for name, value in values.items()}
+    return float(eval(python, {"__builtins__": {}, "exp": torch.exp}, env))
+
+
+def _statement_arguments(name, flags, point):
+    """``(positional tensors, keyword params)`` of ``STATEMENTS[name].charge`` at
+    ``point`` (float64 leaves that require grad)."""
+    statement = STATEMENTS[name]
+    leaf = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in point.items()}
+    positional = [leaf["x"], leaf["v"]]
+    if statement.adaptation is not None:
+        positional.append(leaf["w"])
+    positional += [leaf["r_tau"] for _ in statement.names(TENSOR)]
+    params = {p: leaf[p] for p in statement.names(FLOAT)} | flags | {"v_r": leaf["v_reset"]}
+    return leaf, positional, params
+
+
+# -- the variant table ----------------------------------------------------------------------
 
 
 def test_every_variant_is_enumerated_once():
@@ -50,6 +117,7 @@ def test_every_variant_is_enumerated_once():
     # Hand count: neuron configurations = IF, LIF x2, PLIF x2, QIF, EIF, Izhikevich = 8;
     # forward: x 2 resets x 3 dtypes; backward additionally x 2 detach_reset x 16
     # surrogates; each of these twice: one neuron per thread, and vectorized.
+    assert len(CONFIGURATIONS) == 8
     assert len(SURROGATES) == 16 and len(DTYPES) == 3
     forward = [v for v in variants if v.direction == "forward"]
     backward = [v for v in variants if v.direction == "backward"]
@@ -58,9 +126,8 @@ def test_every_variant_is_enumerated_once():
     assert len(variants) == 3168
     vector_widths = {"float32": 4, "float16": 8, "bfloat16": 8}  # 16 bytes per access
     expected = {
-        (neuron, decay, soft, dtype, detach, surrogate, vec)
-        for neuron in ("if", "lif", "plif", "qif", "eif", "izhikevich")
-        for decay in ((True, False) if neuron in ("lif", "plif") else (False,))
+        (name, _decay(flags), soft, dtype, detach, surrogate, vec)
+        for name, flags in CONFIGURATIONS
         for soft, dtype, detach, surrogate in itertools.product(
             (False, True), DTYPES, (False, True), SURROGATES
         )
@@ -75,18 +142,11 @@ def test_every_variant_is_enumerated_once():
 
 def test_forward_variants_ignore_backward_only_settings():
     base = _forward()
-    assert (
-        make_variant(
-            "lif",
-            "forward",
-            soft_reset=False,
-            decay_input=True,
-            dtype="float32",
-            detach_reset=True,
-            surrogate="ATan",
-        )
-        == base
-    )
+    with_backward_settings = make_variant(
+        "lif", "forward", soft_reset=False, decay_input=True, dtype="float32",
+        detach_reset=True, surrogate="ATan",
+    )  # fmt: skip
+    assert with_backward_settings == base
     assert base.surrogate is None and base.detach_reset is False
     # IF has no decay_input: the flag is normalised away.
     assert _forward("if", decay_input=True) == _forward("if", decay_input=False)
@@ -101,6 +161,7 @@ def test_kernel_names():
     assert _backward("qif", "Erf", dtype="float16", vec=8).kernel_name == (
         "sj_qif_hard_attach_f16x8_backward_Erf"
     )
+    assert _forward("plif", decay_input=False).kernel_name == "sj_plif_nodecay_hard_f32_forward"
 
 
 def test_vector_variants():
@@ -117,7 +178,7 @@ def test_vector_variants():
         assert kernel_params(vector_variant(scalar)) == kernel_params(scalar)
 
 
-# -- what the source contains ---------------------------------------------------------------------
+# -- surrogates -----------------------------------------------------------------------------
 
 # The gradient each surrogate's kernel must compute, written out here from SPEC 4 (not
 # copied from the generator): a fragment of the emitted C that pins the formula down.
@@ -142,11 +203,21 @@ SURROGATE_FRAGMENTS = {
 }
 
 
-def test_fragments_cover_every_surrogate():
-    assert set(SURROGATE_FRAGMENTS) == set(SURROGATES)
-    for cls_name in SURROGATES:  # the table's names are sj_core's kernel names
-        surrogate_cls = getattr(sg, cls_name)
-        assert surrogate_cls.param_names == SURROGATES[cls_name].params
+@pytest.mark.parametrize("name", ALL_SURROGATES)
+def test_every_surrogate_has_a_device_function(name):
+    # Every surrogate of sj-core (SPEC 4) has a kernel under its kernel_name, with the
+    # parameters of its kernel_params(), in order, as double arguments.
+    surrogate_function = make_surrogate(name)
+    assert surrogate_function.kernel_name == name
+    params = tuple(surrogate_function.kernel_params())
+    assert SURROGATES[name].params == params == getattr(sg, name).param_names
+    args = ", ".join(["const float x"] + [f"const double {p}" for p in params])
+    source = kernel_source(_backward(surrogate=name))
+    assert source.count(f"SJ_INLINE float sj_surrogate_grad_{name}({args})\n{{") == 1
+
+
+def test_the_kernel_table_is_exactly_sj_cores_surrogates():
+    assert set(SURROGATES) == set(ALL_SURROGATES) == set(SURROGATE_FRAGMENTS)
 
 
 @pytest.mark.parametrize("name", sorted(SURROGATES))
@@ -156,65 +227,159 @@ def test_backward_source_contains_the_surrogate_formula(name):
         assert fragment in source, fragment
     # The surrogate is evaluated at H - V_th, with its parameters as kernel arguments.
     params = ", ".join(f"sg_{p}" for p in SURROGATES[name].params)
-    assert f"sj_surrogate_grad_{name}(h - v_threshold, {params})" in source
+    assert f"const float sg = sj_surrogate_grad_{name}(h - v_threshold, {params});" in source
     for other in set(SURROGATES) - {name}:
         assert f"sj_surrogate_grad_{other}(" not in source
 
 
-CHARGES = {
-    ("if", False): "v + x",
-    ("lif", True): "v + (x - (v - v_reset)) / tau",
-    ("lif", False): "v - (v - v_reset) / tau + x",
-    ("plif", True): "v + (x - (v - v_reset)) * r_tau",
-    ("plif", False): "v - (v - v_reset) * r_tau + x",
-    ("qif", False): "v + (x + a0 * (v - v_rest) * (v - v_c)) / tau",
-    ("eif", False): "v + (x + v_rest - v + delta_T * expf((v - theta_rh) / delta_T)) / tau",
-    ("izhikevich", False): "v + (x + a0 * (v - v_rest) * (v - v_c) - w) / tau",
-}
+# -- the neuron, printed from sj-core's statements -------------------------------------------
 
 
-@pytest.mark.parametrize(("neuron", "decay_input"), CHARGES, ids=lambda v: str(v))
-def test_forward_source_contains_the_charge(neuron, decay_input):
-    hard = kernel_source(_forward(neuron, decay_input=decay_input))
-    soft = kernel_source(_forward(neuron, decay_input=decay_input, soft_reset=True))
-    assert f"const float h = {CHARGES[(neuron, decay_input)]};" in hard
-    assert "sj_reset_hard(h, fired, v_reset)" in hard and "sj_reset_soft(h," not in hard
-    assert "sj_reset_soft(h, fired, v_threshold)" in soft
-    # The forward writes H only when asked (training) and never needs a surrogate.
+@pytest.mark.parametrize("config", CONFIGURATIONS, ids=_config_id)
+def test_forward_source_contains_the_charge_printed_from_the_statement(config):
+    name, flags = config
+    statement = STATEMENTS[name]
+    charge = CPrinter(statement).print(kernel_equations(statement, flags, hard_reset=True).charge)
+    # The same text for either reset mode (V_r is the kernel argument v_reset).
+    soft_charge = kernel_equations(statement, flags, hard_reset=False).charge
+    assert CPrinter(statement).print(soft_charge) == charge
+    hard = kernel_source(_forward(name, decay_input=_decay(flags)))
+    soft = kernel_source(_forward(name, decay_input=_decay(flags), soft_reset=True))
+    for source in (hard, soft):
+        assert _body(source).count(f"const float h = {charge};") == 1
+    # The printed text computes the statement's charge.
+    leaf, positional, params = _statement_arguments(name, flags, POINT)
+    expected = statement.charge(*positional, **params).item()
+    assert eval_c(charge, **POINT) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    # The forward stores H only when asked (training) and never needs a surrogate.
     assert "if (h_seq != nullptr)" in hard and "sj_surrogate_grad_" not in hard
 
 
-def test_izhikevich_adaptation_in_source():
-    forward = kernel_source(_forward("izhikevich", decay_input=False))
-    assert "w = w + (a * (h - v_rest) - w) / tau_w;" in forward
-    assert "if (fired) w = w + b;" in forward
-    backward = kernel_source(_backward("izhikevich", decay_input=False, detach_reset=True))
-    assert "g_s = g_s + (b) * g_w;" in backward  # the jump's S is never detached
-    assert "g_h = g_h + g_w * (a / tau_w);" in backward
+def test_reset_functions_are_printed_from_sj_core():
+    h, s, v_threshold, v_reset = Sym("h"), Sym("s"), Sym("v_threshold"), Sym("v_reset")
+    printer = CPrinter()
+    hard = printer.print(reset(h, s, v_threshold, v_reset))
+    soft = printer.print(reset(h, s, v_threshold, None))
+    signature = "(const float h, const float s, const float v_threshold, const float v_reset)"
+    assert f"SJ_INLINE float sj_reset_hard{signature}\n{{\n    return {hard};\n}}" in PRELUDE
+    assert f"SJ_INLINE float sj_reset_soft{signature}\n{{\n    return {soft};\n}}" in PRELUDE
+    # SPEC 2: hard reset gives V_reset after a spike and H otherwise; soft subtracts V_th.
+    point = dict(h=1.3, v_threshold=0.9, v_reset=-0.3)
+    assert eval_c(hard, s=1.0, **point) == pytest.approx(-0.3)
+    assert eval_c(hard, s=0.0, **point) == pytest.approx(1.3)
+    assert eval_c(soft, s=1.0, **point) == pytest.approx(1.3 - 0.9)
+    assert eval_c(soft, s=0.0, **point) == pytest.approx(1.3)
+    # Each kernel calls the function of its reset mode (forward, and the backward's V[t-1]).
+    for kind, soft_reset in (("hard", False), ("soft", True)):
+        other = "hard" if soft_reset else "soft"
+        forward = _body(kernel_source(_forward("qif", soft_reset=soft_reset)))
+        assert f"v = sj_reset_{kind}(h, s, v_threshold, v_reset);" in forward
+        assert f"sj_reset_{other}(" not in forward
+        backward = _body(kernel_source(_backward("qif", soft_reset=soft_reset)))
+        assert f"sj_reset_{kind}(h_prev, s_prev, v_threshold, v_reset)" in backward
+        assert f"sj_reset_{other}(" not in backward
+
+
+def test_izhikevich_adaptation_printed_from_the_statement():
+    statement = STATEMENTS["izhikevich"]
+    eq = NEURONS["izhikevich"].equations(False)
+    symbolic = kernel_equations(statement, {}, hard_reset=True)
+    printer = CPrinter(statement)
+    assert (eq.adapt, eq.jump) == (printer.print(symbolic.adapt), printer.print(symbolic.jump))
+    forward = _body(kernel_source(_forward("izhikevich", decay_input=False)))
+    # Adapt from H before the reset, jump by the spike after it.
+    order = [f"w = {eq.adapt};", "v = sj_reset_hard(h, s, v_threshold, v_reset);"]
+    order.append(f"w = {eq.jump};")
+    positions = [forward.index(line) for line in order]
+    assert positions == sorted(positions)
+    # SPEC 3: W' = W + (a (H - V_rest) - W) / tau_w, then W = W' + b S.
+    p = POINT
+    assert eval_c(eq.adapt, **p) == pytest.approx(
+        p["w"] + (p["a"] * (p["h"] - p["v_rest"]) - p["w"]) / p["tau_w"]
+    )
+    assert eval_c(eq.jump, **p) == pytest.approx(p["w"] + p["b"] * p["s"])
+    backward = _body(kernel_source(_backward("izhikevich", decay_input=False, detach_reset=True)))
+    # The jump's spike is never detached: its term stays with detach_reset.
+    assert f"g_s = g_s + g_w * ({eq.dj_ds});" in backward
+    assert f"g_h = g_h + g_w_adapted * ({eq.da_dh});" in backward
+    assert eval_c(eq.dj_ds, **p) == pytest.approx(p["b"])
+    assert eval_c(eq.da_dh, **p) == pytest.approx(p["a"] / p["tau_w"])
+    assert eval_c(eq.da_dw, **p) == pytest.approx(1 - 1 / p["tau_w"])
+
+
+@pytest.mark.parametrize("config", CONFIGURATIONS, ids=_config_id)
+def test_backward_is_the_chain_rule_over_the_printed_derivatives(config):
+    name, flags = config
+    spec = NEURONS[name]
+    eq = spec.equations(_decay(flags))
+    backward = _body(kernel_source(_backward(name, decay_input=_decay(flags))))
+    assert f"grad_x_lane[lane] = g_h * ({eq.dh_dx});" in backward
+    assert f"g_v_lane[lane] = g_h * ({eq.dh_dv});" in backward
+    if spec.has_w:
+        assert f"g_w_lane[lane] = g_w_adapted * ({eq.da_dw}) + g_h * ({eq.dh_dw});" in backward
+    if spec.has_r_tau:
+        assert f"r_tau_grad = r_tau_grad + g_h * ({eq.dh_dr});" in backward
+    # Each printed derivative is the derivative of the statement's charge (autograd).
+    leaf, positional, params = _statement_arguments(name, flags, POINT)
+    charge = STATEMENTS[name].charge(*positional, **params)
+    names = {"x": eq.dh_dx, "v": eq.dh_dv, "w": eq.dh_dw, "r_tau": eq.dh_dr}
+    wrt = [n for n, text in names.items() if text is not None]
+    grads = torch.autograd.grad(charge, [leaf[n] for n in wrt])
+    for n, grad in zip(wrt, grads, strict=True):
+        assert eval_c(names[n], **POINT) == pytest.approx(grad.item(), rel=1e-12, abs=1e-15), n
 
 
 @pytest.mark.parametrize(
-    ("soft_reset", "detach_reset", "expected"),
+    ("soft_reset", "detach_reset", "dh", "ds"),
     [
-        (True, False, "g_s * sg + g_v * (1.0f - v_threshold * sg)"),
-        (True, True, "g_s * sg + g_v;"),
-        (False, False, "g_s * sg + g_v * (1.0f - s) + g_v * (v_reset - h) * sg"),
-        (False, True, "g_s * sg + g_v * (1.0f - s);"),
+        # SPEC 5: d reset / dH and d reset / dS, per reset mode.
+        (False, False, lambda p: 1 - p["s"], lambda p: p["v_reset"] - p["h"]),
+        (False, True, lambda p: 1 - p["s"], None),
+        (True, False, lambda p: 1.0, lambda p: -p["v_threshold"]),
+        (True, True, lambda p: 1.0, None),
     ],
+    ids=["hard", "hard-detach", "soft", "soft-detach"],
 )
-def test_backward_reset_gradient(soft_reset, detach_reset, expected):
-    # SPEC 5's recurrences, one per reset mode and detach_reset.
-    source = kernel_source(_backward(soft_reset=soft_reset, detach_reset=detach_reset))
-    assert f"float g_h = {expected}" in source
+def test_backward_reset_gradient(soft_reset, detach_reset, dh, ds):
+    eq = NEURONS["lif"].equations(True)
+    hard = not soft_reset
+    source = _body(kernel_source(_backward(soft_reset=soft_reset, detach_reset=detach_reset)))
+    assert f"float g_h = g_s * sg + g_v * ({eq.dreset_dh[hard]});" in source
+    through_spike = f"g_h = g_h + g_v * ({eq.dreset_ds[hard]}) * sg;"
+    assert (through_spike in source) == (not detach_reset)
+    for s in (0.0, 1.0):
+        point = POINT | {"s": s}
+        assert eval_c(eq.dreset_dh[hard], **point) == pytest.approx(dh(point))
+        if ds is not None:
+            assert eval_c(eq.dreset_ds[hard], **point) == pytest.approx(ds(point))
+
+
+@pytest.mark.parametrize("config", CONFIGURATIONS, ids=_config_id)
+def test_backward_reads_x_seq_exactly_for_plif_with_decay_input(config):
+    # PLIF with decay_input: dH/d(1/tau) = X - (V - V_r) needs X[t]; every other neuron's
+    # derivatives need at most V[t-1], recomputed from the stored H.
+    name, flags = config
+    reads_x = name == "plif" and _decay(flags)
+    for dtype, vec in (("float32", 1), ("bfloat16", 8)):
+        variant = _backward(name, decay_input=_decay(flags), dtype=dtype, vec=vec)
+        assert ("x_seq" in [p.name for p in kernel_params(variant)]) == reads_x
+        suffix = DTYPES[dtype].suffix
+        loads_x = f"sj_load_{suffix}_x{vec}(x_seq + k, x_lane);" in kernel_source(variant)
+        assert loads_x == reads_x
+    assert NEURONS[name].equations(_decay(flags)).needs_x == reads_x
 
 
 def test_plif_backward_reduces_r_tau_per_block():
     source = kernel_source(_backward("plif"))
-    assert "r_tau_grad = r_tau_grad + g_h * (h - v) / r_tau;" in source
+    thread = source.split("_thread(")[1]
+    assert "return r_tau_grad;" in thread.split("#ifndef SJ_CUPY_HOST_TEST")[0]
     assert "__shared__ float partial[SJ_CUPY_BLOCK];" in source
-    assert "r_tau_partials[blockIdx.x] = partial[0];" in source
-    no_decay = kernel_source(_backward("plif", decay_input=False))
-    assert "r_tau_grad = r_tau_grad + g_h * (v_reset - v);" in no_decay
+    assert "if (i < N) r_tau_grad = sj_plif_decay_hard_attach_f32_backward_Sigmoid_thread(" in (
+        source
+    )
+    assert "if (threadIdx.x == 0) r_tau_partials[blockIdx.x] = partial[0];" in source
+    # No other neuron reduces anything.
+    assert "__shared__" not in _body(kernel_source(_backward("izhikevich")))
 
 
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
@@ -222,6 +387,7 @@ def test_dtype_storage_and_no_headers(dtype):
     source = kernel_source(_backward(dtype=dtype))
     storage = {"float32": "float", "float16": "unsigned short", "bfloat16": "unsigned short"}
     assert f"const {storage[dtype]}* __restrict__ h_seq" in source
+    assert f"{storage[dtype]}* __restrict__ grad_x_seq" in source
     suffix = DTYPES[dtype].suffix
     assert f"sj_load_{suffix}_x1(h_seq" in source and f"sj_store_{suffix}_x1(grad_x_seq" in source
     # NVRTC without CUDA headers: nothing is included.
@@ -235,12 +401,23 @@ def test_kernel_params_order():
     # pointers, then fp32 scalars, then fp64 surrogate parameters, then T and N
     assert kinds == sorted(kinds, key=["pointer", "float", "double", "int64"].index)
     names = [p.name for p in params]
+    assert names[:10] == [
+        "grad_spike_seq", "grad_v_last", "grad_w_last", "grad_v_seq", "grad_w_seq",
+        "h_seq", "v_init", "grad_x_seq", "grad_v_init", "grad_w_init",
+    ]  # fmt: skip
     assert names[-4:] == ["sg_w", "sg_c", "T", "N"]
     assert names[names.index("v_threshold") : names.index("sg_w")] == [
-        "v_threshold",
-        "v_reset",
-        *NEURONS["izhikevich"].scalars,
-    ]
+        "v_threshold", "v_reset", "tau", "v_c", "a0", "v_rest", "a", "b", "tau_w",
+    ]  # fmt: skip
+    assert NEURONS["izhikevich"].scalars == STATEMENTS["izhikevich"].names(FLOAT)
+    plif = [p.name for p in kernel_params(_backward("plif"))]
+    assert plif[:6] == ["grad_spike_seq", "grad_v_last", "grad_v_seq", "h_seq", "v_init", "x_seq"]
+    assert plif[6:10] == ["r_tau_ptr", "grad_x_seq", "grad_v_init", "r_tau_partials"]
+    forward = [p.name for p in kernel_params(_forward("plif"))]
+    assert forward == [
+        "x_seq", "v_init", "r_tau_ptr", "spike_seq", "v_last", "h_seq", "v_seq",
+        "v_threshold", "v_reset", "T", "N",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -261,14 +438,16 @@ def test_vector_source_moves_all_lanes_at_once(dtype, vec, load):
         forward
     )
     # The per-neuron equations, once, in a fully unrolled loop over the lanes.
+    charge = NEURONS["izhikevich"].equations(False).charge
     assert forward.count(f"SJ_UNROLL for (int lane = 0; lane < {vec}; ++lane) {{") == 1
-    assert forward.count(f"const float h = {CHARGES[('izhikevich', False)]};") == 1
+    assert forward.count(f"const float h = {charge};") == 1
     assert "w_lane[lane] = w;" in forward and "v_lane[lane] = v;" in forward
     backward = kernel_source(_backward("plif", dtype=dtype, vec=vec))
     assert f"sj_load_{suffix}_x{vec}(h_seq + k - N, h_prev_lane)" in backward
-    assert "grad_x_lane[lane] = g_h * r_tau;" in backward
+    assert f"sj_load_{suffix}_x{vec}(x_seq + k, x_lane);" in backward
+    assert "grad_x_lane[lane] = g_h * (r_tau);" in backward
     # PLIF: the lanes' 1/tau terms go into one per-thread sum, then the block reduction.
-    assert "r_tau_grad = r_tau_grad + g_h * (h - v) / r_tau;" in backward
+    assert backward.count("r_tau_grad = r_tau_grad + g_h * (x - (v - v_reset));") == 1
     assert "if (i < N) r_tau_grad = " in backward
 
 
@@ -276,45 +455,32 @@ def test_scalar_source_uses_single_element_accesses():
     source = kernel_source(_backward("lif", dtype="bfloat16"))
     assert "const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;" in source
     assert "sj_load_bf16_x1(h_seq + k - N, h_prev_lane)" in source
-    assert "_x8(" not in source.split("#endif  // SJ_CUPY_PRELUDE")[1]
+    assert "_x8(" not in _body(source)
 
 
 def test_per_neuron_params():
     # Exactly the tensors with one element per neuron need 16-byte alignment for the
     # vector kernel; PLIF's 1/tau and the block partial sums are not per neuron.
     backward = kernel_params(_backward("plif"))
-    assert {p.name for p in backward if p.kind == "pointer" and not p.per_neuron} == {
-        "r_tau_ptr",
-        "r_tau_partials",
-    }
+    pointers = {p.name for p in backward if p.kind == "pointer"}
+    assert {p.name for p in backward if p.per_neuron} == pointers - {"r_tau_ptr", "r_tau_partials"}
+    assert "x_seq" in pointers  # read per neuron by PLIF's decay_input backward
     forward = kernel_params(_forward("izhikevich", decay_input=False))
     assert {p.name for p in forward if p.per_neuron} == {
-        "x_seq",
-        "v_init",
-        "w_init",
-        "spike_seq",
-        "v_last",
-        "w_last",
-        "h_seq",
-        "v_seq",
-        "w_seq",
-    }
+        "x_seq", "v_init", "w_init", "spike_seq", "v_last", "w_last", "h_seq", "v_seq", "w_seq",
+    }  # fmt: skip
+    assert not any(p.per_neuron for p in forward if p.kind != "pointer")
 
 
-# -- content keys ---------------------------------------------------------------------------------
+# -- content keys ---------------------------------------------------------------------------
 
 
 def test_source_keys_are_content_based():
     one = _backward("qif", "Erf")
     again = make_variant(
-        "qif",
-        "backward",
-        soft_reset=False,
-        decay_input=False,
-        dtype="float32",
-        detach_reset=False,
-        surrogate="Erf",
-    )
+        "qif", "backward", soft_reset=False, decay_input=False, dtype="float32",
+        detach_reset=False, surrogate="Erf",
+    )  # fmt: skip
     assert source_key(kernel_source(one)) == source_key(kernel_source(again))
     # The key is the SHA-256 of options and text: equal text, equal key.
     text = kernel_source(one)
@@ -330,70 +496,26 @@ def test_module_source_defines_shared_pieces_once():
     source = module_source(variants)
     assert source.count("#define SJ_CUPY_PRELUDE") == 1
     assert source.count("#define SJ_CUPY_SURROGATE_ATAN") == 1
+    assert source.count("SJ_INLINE float sj_reset_hard(") == 1
     for variant in variants:
         assert re.search(
-            rf"__global__ void __launch_bounds__\(SJ_CUPY_BLOCK\) "
-            rf"{variant.kernel_name}\(",
+            rf"__global__ void __launch_bounds__\(SJ_CUPY_BLOCK\) {variant.kernel_name}\(",
             source,
         )
+        assert source.count(f" {variant.kernel_name}_thread(\n") == 1
 
 
-# -- configurations the backend cannot run --------------------------------------------------------
+# -- configurations with no kernel ----------------------------------------------------------
 
 
-def test_unknown_configurations_raise_not_implemented():
+def test_unknown_configurations_raise():
     with pytest.raises(NotImplementedError, match="supported surrogates: Sigmoid, ATan"):
         _backward(surrogate="Gaussian")
     with pytest.raises(NotImplementedError, match="supported dtypes: float32, float16, bfloat16"):
         _forward(dtype="float64")
     with pytest.raises(NotImplementedError, match="supported neurons: if, lif, plif, qif"):
         make_variant("psn", "forward", soft_reset=False, decay_input=False, dtype="float32")
-
-
-class MySigmoid(sg.Sigmoid):
-    """A user subclass: its name has no kernel (its gradient could differ)."""
-
-
-@pytest.mark.parametrize(
-    ("surrogate", "match"),
-    [
-        (torch.sigmoid, r"needs a sj_core.surrogate.SurrogateFunctionBase .*got builtin"),
-        (MySigmoid(), r"no kernel for surrogate 'MySigmoid'; supported surrogates: Sigmoid"),
-        (sg.Sigmoid(spiking=False), r"does not support Sigmoid with spiking=False"),
-        (sg.ATan(spiking=False), r"use backend='torch', or spiking=True"),
-    ],
-    ids=["not-a-surrogate", "unknown-subclass", "sigmoid-primitive", "atan-primitive"],
-)
-def test_unsupported_surrogates(surrogate, match):
-    with pytest.raises(NotImplementedError, match=match):
-        validation.check_surrogate(surrogate)
-
-
-def test_supported_surrogate_parameters():
-    name, params = validation.check_surrogate(sg.SquarewaveFourierSeries(n=3, T_period=5.0))
-    assert (name, params) == ("SquarewaveFourierSeries", [3.0, 5.0])
-    assert validation.check_surrogate(sg.LeakyKReLU(leak=0.2, k=0.7)) == ("LeakyKReLU", [0.2, 0.7])
-
-
-def test_unsupported_tensors():
-    x = torch.rand(3, 4)
-    # Without a test launcher, kernels run on CUDA only.
-    assert launch.device_type() == "cuda"
-    with pytest.raises(NotImplementedError, match="runs on cuda tensors, got x_seq on cpu"):
-        validation.check_tensors(x, v_init=torch.rand(4))
-    with pytest.raises(NotImplementedError, match=r"does not support torch.float64; supported"):
-        validation.check_tensors(x.double(), v_init=torch.rand(4).double())
-
-
-def test_mismatched_tensors(host_launcher):
-    # With the CPU test launcher active, CPU tensors pass and the other checks apply.
-    x = torch.rand(3, 4)
-    validation.check_tensors(x, v_init=torch.rand(4), r_tau=torch.rand(1))
-    with pytest.raises(NotImplementedError, match="v_init is on meta"):
-        validation.check_tensors(x, v_init=torch.rand(4, device="meta"))
-    with pytest.raises(NotImplementedError, match="w_init in x_seq's dtype torch.float32"):
-        validation.check_tensors(x, v_init=torch.rand(4), w_init=torch.rand(4).half())
-    with pytest.raises(ValueError, match=r"v_init shape \(5,\) does not match one step"):
-        validation.check_tensors(x, v_init=torch.rand(5))
-    with pytest.raises(ValueError, match="r_tau must have one element"):
-        validation.check_tensors(x, v_init=torch.rand(4), r_tau=torch.rand(2))
+    with pytest.raises(NotImplementedError, match="no kernel for surrogate None"):
+        make_variant("lif", "backward", soft_reset=False, decay_input=True, dtype="float32")
+    with pytest.raises(ValueError, match="direction must be one of"):
+        make_variant("lif", "sideways", soft_reset=False, decay_input=True, dtype="float32")

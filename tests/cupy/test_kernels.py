@@ -1,309 +1,221 @@
-"""The cupy kernels against the sj-core reference loops: values and gradients.
+"""What is specific to the cupy kernels: which kernel a call runs, and the reference
+system's functions.
 
-Every test runs twice: ``cpu-host`` (the generated code compiled for the CPU, see
-``conftest.py``; runs in CI) and ``cuda`` (CuPy/NVRTC on a GPU, marker ``gpu``; the GPU
-run also uses larger sizes and ``T = 64``). Gradients are compared with autograd of the
-reference loop, for the inputs, the initial states and PLIF's ``r_tau``.
+The numerics of every neuron, flag, reset, surrogate, dtype and layout against the torch
+reference are the conformance grid's (``tests/conformance``). Here:
 
-Each configuration has a scalar and a vector kernel (4 fp32 / 8 16-bit neurons per thread,
-16-byte accesses) and the host picks one per call. Tests parametrized by ``layout`` use
-sizes that force each (``"vector"``: N a multiple of 8 and fresh, aligned tensors;
-``"scalar"``: an odd N) and check which kernel ran; the ``misaligned`` tests check the
-fallback for tensors that do not start on a 16-byte boundary.
+* each configuration has a scalar kernel (one neuron per thread) and a vector kernel (4
+  fp32 / 8 16-bit neurons per thread, 16-byte accesses); the host picks one per call. The
+  tests check which one ran, the fallback to the scalar kernel for sizes and tensors the
+  vector kernel cannot take, and that each gives the reference's values;
+* inference launches write no ``H``; a 16-bit ``H`` never crosses the threshold;
+* sizes over one and many blocks (the PLIF ``1/tau`` block reduction);
+* ``multistep_*_ptt`` and ``save_cuda_codes`` (:mod:`sj_cupy.neuron_kernel`).
+
+Every test runs on ``cpu-host`` (the generated code compiled for the CPU) and on ``cuda``
+(CuPy, marker ``gpu``); the largest sizes run on the GPU only.
 """
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
-from cupy_cases import (
-    CASE_BY_ID,
-    CASES,
-    HARD_V_RESET,
-    R_TAU,
-    TOLERANCES,
-    V_THRESHOLD,
-    assert_close,
-    check_spikes,
-    launched_vecs,
-    make_inputs,
-    misaligned,
-    run_kernel,
-    run_reference,
-    tensor_args,
-    upstream_grads,
-    vector_width,
-    weighted_sum,
+from cupy_cases import forward_op_args, launched_vecs, misaligned, op_inputs, vector_width
+from neuron_cases import NeuronCase, flag_settings, make_inputs, make_surrogate, random_like
+from reference_compare import (
+    assert_close_fp32,
+    compare_with_reference,
+    random_weights,
+    reference_margins,
 )
 
+from sj_core import reference
 from sj_core import surrogate as sg
-from sj_cupy import launch, neuron_kernel, operators, ops
-from sj_cupy.codegen import NEURONS
-
-RESETS = {"hard": HARD_V_RESET, "soft": None}
-OUTPUT_NAMES = ("spike_seq", "v_last", "w_last", "v_seq")
-LAYOUTS = ("vector", "scalar")
-NEURON_SCALARS = NEURONS["izhikevich"].scalars
+from sj_core.neuron.statements import EIF, IZHIKEVICH
+from sj_cupy import launch, neuron_kernel, operators
+from sj_cupy.codegen import all_variants, kernel_params, module_source
+from sj_cupy.kernel_op import NEURON_OP
 
 
-def sizes(device: str, layout: str = "vector") -> tuple[int, tuple[int, ...]]:
-    """``(T, per-step shape)`` over several blocks (many on the GPU). ``"vector"``: N a
-    multiple of 8, so every dtype's vector kernel takes it (CPU: 1032 neurons, 258 fp32
-    vector threads, two blocks); ``"scalar"``: an odd N, which only the scalar kernel
-    takes."""
+def _case(name: str, decay_input: bool = True, **overrides) -> NeuronCase:
+    flags = {"decay_input": decay_input} if "decay_input" in flag_settings(name)[0] else {}
+    config = dict(v_reset=-0.3, v_threshold=0.9) | overrides
+    return NeuronCase(name, flags=flags, **config)
+
+
+STATEMENT_CASES = [_case(n) for n in ("if", "lif", "plif", "qif", "eif", "izhikevich")]
+
+
+def _operator(case: NeuronCase):
+    return getattr(operators, f"{case.name}_multi_step")
+
+
+def _compare(case, device, T, shape, *, dtype=torch.float32, surrogate="ATan", seed=0, **kw):
+    """The cupy operator against the reference on fresh (aligned) inputs; returns the
+    :class:`reference_compare.Comparison`. Clears the recorded launches first."""
+    x_seq, states, tensors = make_inputs(case, T, shape, dtype=dtype, device=device, seed=seed)
+    launch.get_launcher().launches.clear()
+    return compare_with_reference(
+        _operator(case), case, x_seq, states, tensors, make_surrogate(surrogate),
+        store_v_seq=True, **kw,
+    )  # fmt: skip
+
+
+def _first(direction: str) -> int:
+    """Neurons per thread of the first kernel of ``direction`` that ran (a PLIF comparison
+    that leaves neurons out runs again on the others)."""
+    vecs = launched_vecs(direction)
+    assert vecs, f"no {direction} kernel ran"
+    return vecs[0]
+
+
+# -- scalar or vector kernel ----------------------------------------------------------------
+
+
+def _sizes(device: str, layout: str) -> tuple[int, tuple[int, ...]]:
+    """``(T, per-step shape)``: ``"vector"``, N a multiple of 8 (every dtype's vector kernel
+    takes it; CPU: 1032 neurons, 258 fp32 vector threads, two blocks); ``"scalar"``, an
+    odd N, which only the scalar kernel takes."""
     if device == "cpu":
         return (7, (3, 344)) if layout == "vector" else (7, (3, 101))
     return (64, (4, 25_000)) if layout == "vector" else (64, (3, 25_001))
 
 
-def layout_vec(layout: str, dtype: torch.dtype) -> int:
-    """Neurons per thread of the kernel that ``layout``'s sizes must select."""
-    return vector_width(dtype) if layout == "vector" else 1
-
-
-def compare_with_reference(
-    case,
-    device,
-    T,
-    shape,
-    *,
-    dtype=torch.float32,
-    reset="hard",
-    detach_reset=False,
-    surrogate=None,
-    store_v_seq=True,
-    seed=0,
-    misalign=(),
-    forward_vec=None,
-    backward_vec=None,
-):
-    """Run kernel and reference on the same inputs; compare outputs and all gradients.
-
-    ``misalign`` names kernel inputs (``x_seq``, ``v_init``, ``w_init``, ``r_tau``) passed
-    as views that start off a 16-byte boundary. ``forward_vec`` / ``backward_vec``, when
-    given, are the neurons per thread the forward / backward kernel must have run with.
-    """
-    surrogate = surrogate if surrogate is not None else sg.ATan()
-    inputs = make_inputs(case, T, shape, dtype, device, seed)
-    args = tensor_args(case, *inputs)
-    names = ["x_seq", "v_init"] + ["w_init"] * case.has_w + ["r_tau"] * case.has_r_tau
-    assert set(misalign) <= set(names), misalign
-    kernel_args = [
-        (misaligned(a) if name in misalign else a.clone()).requires_grad_()
-        for name, a in zip(names, args, strict=True)
-    ]
-    ref_args = [a.detach().float().clone().requires_grad_() for a in args]
-    options = dict(v_reset=RESETS[reset], detach_reset=detach_reset, store_v_seq=store_v_seq)
-
-    launch.get_launcher().launches.clear()
-    outputs = run_kernel(case, kernel_args, surrogate=surrogate, **options)
-    if forward_vec is not None:
-        assert launched_vecs("forward") == [forward_vec]
-    ref, margins = run_reference(case, ref_args, surrogate=surrogate, **options)
-    names = OUTPUT_NAMES if case.has_w else OUTPUT_NAMES[:2] + OUTPUT_NAMES[3:]
-    assert len(outputs) == len(ref) == len(names)
-    keep = check_spikes(outputs[0], ref[0], margins)
-    for got, want, name in zip(outputs, ref, names, strict=True):
-        if want is None:
-            assert got is None, name
-            continue
-        assert got.dtype == dtype and got.device.type == device, name
-        assert_close(got, want, dtype, keep, name)
-
-    weights = upstream_grads(ref)
-    grads = torch.autograd.grad(weighted_sum(outputs, weights), kernel_args, allow_unused=True)
-    ref_grads = torch.autograd.grad(weighted_sum(ref, weights), ref_args, allow_unused=True)
-    for arg, got, want in zip(args, grads, ref_grads, strict=True):
-        want = torch.zeros_like(arg, dtype=torch.float32) if want is None else want
-        assert got is not None and got.shape == arg.shape
-        if arg.numel() == 1 and case.has_r_tau and arg is args[-1]:
-            if keep.all():
-                check_r_tau_grad(got, want, ref_grads[0], dtype)
-            continue
-        assert got.dtype == arg.dtype
-        assert_close(got, want, dtype, keep, "gradient")
-    if backward_vec is not None:
-        assert launched_vecs("backward") == [backward_vec]
-    return outputs, ref
-
-
-def check_r_tau_grad(got, want, ref_grad_x, dtype):
-    # d/d(1/tau) is a sum over every neuron and step of g_H dH/d(1/tau); its error is
-    # relative to the sum of the magnitudes of the terms (sum |g_H| ~ sum |grad_x| / r).
-    terms = (ref_grad_x.abs().sum() / R_TAU).item() if ref_grad_x is not None else 1.0
-    tol = TOLERANCES[dtype]
-    assert got.dtype == torch.float32 and got.shape == (1,)
-    assert abs(got.item() - want.item()) <= tol * abs(want.item()) + tol * terms
-
-
-# -- every neuron, reset mode, detach_reset, decay_input, store_v_seq -------------------------
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("store_v_seq", [True, False], ids=["v_seq", "no_v_seq"])
-@pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detach_reset"])
-@pytest.mark.parametrize("reset", RESETS)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_matches_reference(case, reset, detach_reset, store_v_seq, layout, device):
-    T, shape = sizes(device, layout)
-    vec = layout_vec(layout, torch.float32)
-    outputs, _ = compare_with_reference(
-        case,
-        device,
-        T,
-        shape,
-        reset=reset,
-        detach_reset=detach_reset,
-        store_v_seq=store_v_seq,
-        forward_vec=vec,
-        backward_vec=vec,
-    )
-    assert 0 < outputs[0].float().mean() < 1  # both branches of the reset occur
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_inference_matches_reference(case, layout, device):
-    # No gradient needed: the inference kernel (no H written), against the reference.
-    T, shape = sizes(device, layout)
-    x_seq, v_init, w_init, r_tau = make_inputs(case, T, shape, torch.float32, device)
-    args = tensor_args(case, x_seq, v_init, w_init, r_tau)
-    options = dict(v_reset=HARD_V_RESET, detach_reset=False, surrogate=sg.Sigmoid())
-    launch.get_launcher().launches.clear()
-    with torch.no_grad():
-        outputs = run_kernel(case, args, store_v_seq=False, **options)
-    assert launched_vecs("forward") == [layout_vec(layout, torch.float32)]
-    ref, margins = run_reference(case, args, store_v_seq=False, **options)
-    keep = check_spikes(outputs[0], ref[0], margins)
-    for got, want in zip(outputs, ref, strict=True):
-        if want is None:
-            assert got is None
-        else:
-            assert_close(got, want, torch.float32, keep)
-
-
-@pytest.mark.parametrize("T", [0, 1, 2, 7, 64])
-@pytest.mark.parametrize(("layout", "n"), [("vector", 40), ("scalar", 37)], ids=LAYOUTS)
-@pytest.mark.parametrize("case_id", ["if", "lif-decay", "plif-nodecay", "izhikevich"])
-def test_time_steps(case_id, layout, n, T, device):
-    vec = layout_vec(layout, torch.float32)
-    compare_with_reference(
-        CASE_BY_ID[case_id], device, T, (n,), reset="soft", forward_vec=vec, backward_vec=vec
-    )
-
-
-@pytest.mark.parametrize("n", [1, 4, 255, 256, 257, 1000, 2056, 100_003, 1_000_000, 1_000_001])
-@pytest.mark.parametrize("case_id", ["lif-decay", "plif-decay"])
-def test_sizes(case_id, n, device):
-    # One block, block edges, and (PLIF) the 1/tau reduction over many blocks; n a
-    # multiple of 4 runs the fp32 vector kernel (2056: 514 vector threads, three blocks).
-    if device == "cpu" and n > 2056:
-        pytest.skip("large sizes run on the GPU only")
-    vec = 4 if n % 4 == 0 else 1
-    compare_with_reference(CASE_BY_ID[case_id], device, 5, (n,), forward_vec=vec, backward_vec=vec)
-
-
-def test_multidimensional_steps(device):
-    compare_with_reference(CASE_BY_ID["qif"], device, 3, (2, 3, 5, 7))
-
-
-# -- surrogates -------------------------------------------------------------------------------
-
-SURROGATES = [
-    sg.Sigmoid(),
-    sg.Sigmoid(alpha=2.5),
-    sg.ATan(),
-    sg.ATan(alpha=3.0),
-    sg.PiecewiseQuadratic(),
-    sg.PiecewiseQuadratic(alpha=0.7),
-    sg.PiecewiseExp(),
-    sg.SoftSign(),
-    sg.SuperSpike(),
-    sg.Erf(),
-    sg.PiecewiseLeakyReLU(),
-    sg.PiecewiseLeakyReLU(w=0.5, c=0.05),
-    sg.QPseudoSpike(),
-    sg.QPseudoSpike(alpha=2.5),
-    sg.LeakyKReLU(),
-    sg.LeakyKReLU(leak=0.1, k=0.8),
-    sg.S2NN(),
-    sg.S2NN(alpha=3.0, beta=0.7),
-    sg.NonzeroSignLogAbs(),
-    sg.LogTailedReLU(),
-    sg.LogTailedReLU(alpha=0.1),
-    sg.Rect(),
-    sg.Rect(alpha=0.6),
-    sg.SquarewaveFourierSeries(),
-    sg.SquarewaveFourierSeries(n=4, T_period=6.0),
-    sg.FakeNumericalGradient(),
-    sg.FakeNumericalGradient(alpha=0.5),
+LAYOUT_CASES = [(case, torch.float32) for case in STATEMENT_CASES] + [
+    (_case(name), dtype)
+    for name in ("lif", "izhikevich")
+    for dtype in (torch.float16, torch.bfloat16)
 ]
 
 
-def _surrogate_id(surrogate) -> str:
-    values = ",".join(f"{v:g}" for v in surrogate.kernel_params().values())
-    return f"{surrogate.kernel_name}({values})"
+@pytest.mark.parametrize("layout", ["vector", "scalar"])
+@pytest.mark.parametrize(
+    ("case", "dtype"), LAYOUT_CASES, ids=[f"{c.name}-{str(d)[6:]}" for c, d in LAYOUT_CASES]
+)
+def test_sizes_select_the_vector_or_the_scalar_kernel(case, dtype, layout, device):
+    T, shape = _sizes(device, layout)
+    comparison = _compare(case, device, T, shape, dtype=dtype)
+    vec = vector_width(dtype) if layout == "vector" else 1
+    assert (_first("forward"), _first("backward")) == (vec, vec)
+    assert 0.05 < comparison.spike_rate < 0.9
 
 
-def test_every_surrogate_is_covered():
-    from sj_cupy.codegen import SURROGATES as KERNELS
+MISALIGNED = [
+    # (statement, decay_input, misaligned input, dtype, forward vec, backward vec)
+    ("izhikevich", False, "x_seq", torch.float32, 1, 4),  # the backward does not read X
+    ("izhikevich", False, "v_init", torch.float32, 1, 1),  # ... but reads V[-1]
+    ("izhikevich", False, "w_init", torch.float32, 1, 4),
+    ("lif", True, "x_seq", torch.bfloat16, 1, 8),  # 2 bytes off
+    ("plif", True, "x_seq", torch.float16, 1, 1),  # dH/d(1/tau) reads X
+    ("plif", False, "x_seq", torch.float32, 1, 4),  # ... only with decay_input
+    ("plif", True, "v_init", torch.float32, 1, 1),
+    ("plif", False, "r_tau", torch.float32, 4, 4),  # one scalar: its alignment is irrelevant
+]
 
-    assert {s.kernel_name for s in SURROGATES} == set(KERNELS)
 
-
-@pytest.mark.parametrize("surrogate", SURROGATES, ids=_surrogate_id)
-def test_surrogates(surrogate, device):
-    T, shape = sizes(device, "vector")
+@pytest.mark.parametrize(
+    ("name", "decay_input", "which", "dtype", "forward_vec", "backward_vec"),
+    MISALIGNED,
+    ids=[f"{n}-{'decay' if d else 'nodecay'}-{w}-{str(t)[6:]}" for n, d, w, t, *_ in MISALIGNED],
+)
+def test_misaligned_inputs(name, decay_input, which, dtype, forward_vec, backward_vec, device):
+    # N = 64 suits every vector kernel; one input starting off a 16-byte boundary (a slice
+    # of a larger tensor) selects the scalar kernel wherever that kernel reads it.
+    case = _case(name, decay_input)
+    x_seq, states, tensors = make_inputs(case, 5, (64,), dtype=dtype, device=device, seed=7)
+    if which == "x_seq":
+        x_seq = misaligned(x_seq)
+    elif which == "r_tau":
+        tensors = (misaligned(tensors[0]),)
+    else:
+        index = {"v_init": 0, "w_init": 1}[which]
+        states = tuple(misaligned(s) if i == index else s for i, s in enumerate(states))
+    launch.get_launcher().launches.clear()
     compare_with_reference(
-        CASE_BY_ID["lif-decay"], device, T, shape, surrogate=surrogate, backward_vec=4
+        _operator(case), case, x_seq, states, tensors, make_surrogate("Sigmoid"),
+        store_v_seq=True,
+    )  # fmt: skip
+    assert (_first("forward"), _first("backward")) == (forward_vec, backward_vec)
+
+
+@pytest.mark.parametrize("which", ["spike", "v_last", "w_last", "v_seq"])
+def test_misaligned_gradients_fall_back_to_scalar(which, device):
+    # The incoming gradients reach the kernel as they are: aligned ones run the vector
+    # backward, one off a 16-byte boundary the scalar one. The per-neuron arithmetic is
+    # the same, so the fp32 gradients agree bit for bit, and with the reference.
+    case = _case("izhikevich")
+    x_seq, states, tensors = make_inputs(case, 5, (64,), device=device, seed=3)
+    weights = random_weights(case, x_seq, states)
+    surrogate_function = make_surrogate("ATan")
+    runs, vecs = [], []
+    for incoming in (weights, weights | {which: misaligned(weights[which])}):
+        launch.get_launcher().launches.clear()
+        comparison = compare_with_reference(
+            _operator(case), case, x_seq, states, tensors, surrogate_function,
+            store_v_seq=True, weights=incoming,
+        )  # fmt: skip
+        runs.append(comparison.kernel)
+        vecs.append((_first("forward"), _first("backward")))
+    assert vecs == [(4, 4), (4, 1)]
+    for name, grad in runs[0].grads.items():
+        assert torch.equal(runs[1].grads[name], grad), name
+
+
+# -- what the forward stores ----------------------------------------------------------------
+
+
+class ArgumentRecorder:
+    """Records the arguments (by name) of every launch, then runs it as ``inner`` would."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.device_type = inner.device_type
+        self.launches = inner.launches
+        self.calls: list[tuple[str, dict]] = []
+
+    def launch(self, variant, args, n_blocks, device) -> None:
+        names = [p.name for p in kernel_params(variant)]
+        self.calls.append((variant.direction, dict(zip(names, args, strict=True))))
+        self.inner.launch(variant, args, n_blocks, device)
+
+
+@pytest.fixture
+def recorder(device):
+    recording = ArgumentRecorder(launch.get_launcher())
+    previous = launch.set_launcher(recording)
+    yield recording
+    launch.set_launcher(previous)
+
+
+@pytest.mark.parametrize("case", STATEMENT_CASES, ids=lambda c: c.name)
+def test_inference_writes_no_h_seq(case, device, recorder):
+    x_seq, states, tensors = make_inputs(case, 6, (40,), device=device, seed=2)
+    surrogate_function = make_surrogate("Sigmoid")
+    kwargs = case.kwargs(surrogate_function, store_v_seq=False)
+    with torch.no_grad():
+        outputs = _operator(case)(x_seq, *states, *tensors, **kwargs)
+    ((direction, args),) = recorder.calls
+    assert direction == "forward"
+    assert args["h_seq"] == 0 and args["v_seq"] == 0  # null: nothing stored
+    expected = getattr(reference, f"multistep_{case.name}")(x_seq, *states, *tensors, **kwargs)
+    assert torch.equal(outputs[0], expected[0])
+    for got, want in zip(outputs[1:-1], expected[1:-1], strict=True):
+        assert_close_fp32(got, want, "final state")
+    # Training stores H: the reference's pre-reset potentials.
+    inputs = op_inputs(x_seq, states, tensors)
+    training = NEURON_OP.forward_op(
+        *forward_op_args(case, surrogate_function, inputs, store_v_seq=False, save=True)
     )
-
-
-@pytest.mark.parametrize("surrogate", SURROGATES[::3], ids=_surrogate_id)
-def test_surrogates_soft_reset_izhikevich(surrogate, device):
-    compare_with_reference(
-        CASE_BY_ID["izhikevich"], device, 6, (129,), reset="soft", surrogate=surrogate
+    assert recorder.calls[-1][1]["h_seq"] == training[5].data_ptr() != 0
+    margins = reference_margins(case, x_seq, states, tensors, surrogate_function)
+    h_ref = (margins + case.v_threshold).reshape(x_seq.shape)
+    assert_close_fp32(training[5], h_ref.float(), "h_seq")
+    inference = NEURON_OP.forward_op(
+        *forward_op_args(case, surrogate_function, inputs, store_v_seq=False, save=False)
     )
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("surrogate", SURROGATES, ids=_surrogate_id)
-def test_surrogate_gradient_values(surrogate, layout, device):
-    # One IF step from v = 0 isolates the surrogate: H = x, and with only dL/dS = 1 and
-    # detach_reset, grad_x = surrogate'(x - V_th). Points on both sides of 0 and at the
-    # formulas' breakpoints (|x| = w, 1/(2 alpha), 1/alpha, x = 0, 1, -1): 16 of them
-    # (vector kernel), or 15 (scalar).
-    points = [-3.0, -1.0, -0.7, -0.5, -0.2, -0.05, -1e-3, 0.0, 1e-3, 0.05, 0.2, 0.5, 0.7, 1.0]
-    points += [1.5, 3.0] if layout == "vector" else [1.5]
-    x = torch.tensor(points, device=device) + V_THRESHOLD
-    x_seq = x.unsqueeze(0).clone().requires_grad_()
-    spike_seq, _, _ = operators.if_multi_step(
-        x_seq,
-        torch.zeros_like(x),
-        v_threshold=V_THRESHOLD,
-        v_reset=0.0,
-        detach_reset=True,
-        surrogate_function=surrogate,
-    )
-    (grad,) = torch.autograd.grad(spike_seq.sum(), x_seq)
-    assert launched_vecs("backward") == [layout_vec(layout, torch.float32)]
-    want = surrogate.gradient(x.detach() - V_THRESHOLD)
-    torch.testing.assert_close(grad[0], want, rtol=1e-6, atol=1e-7)
-
-
-# -- dtypes -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_half_precision(case, dtype, layout, device):
-    # Against the fp32 reference of the same (rounded) inputs.
-    T, shape = sizes(device, layout)
-    vec = layout_vec(layout, dtype)
-    compare_with_reference(
-        case, device, T, shape, dtype=dtype, reset="soft", forward_vec=vec, backward_vec=vec
-    )
+    assert inference[5].numel() == 0 and recorder.calls[-1][1]["h_seq"] == 0
 
 
 @pytest.mark.parametrize("n", [1, 8], ids=["scalar", "vector"])
@@ -318,23 +230,12 @@ def test_16bit_h_keeps_the_forward_spikes(dtype, n, device):
     assert x_seq[1, 0].item() == 0.5 - eps / 4  # exact in the dtype
     assert torch.tensor(1.0 - eps / 4).to(dtype).item() == 1.0
     v_init = torch.zeros(n, device=device, dtype=dtype)
-    launch.get_launcher().launches.clear()
-    outputs = ops.multistep_forward(
-        x_seq,
-        v_init,
-        None,
-        None,
-        "if",
-        False,
-        False,
-        False,
-        "Sigmoid",
-        [1.0, 0.0],
-        [4.0],
-        False,
-        False,
-        True,
+    case = NeuronCase("if", v_reset=0.0, v_threshold=1.0, detach_reset=True)
+    args = forward_op_args(
+        case, sg.Sigmoid(), [x_seq, v_init, None, None], store_v_seq=False, save=True
     )
+    launch.get_launcher().launches.clear()
+    outputs = NEURON_OP.forward_op(*args)
     spike_seq, h_seq = outputs[0], outputs[5]
     assert launched_vecs("forward") == [n]
     assert spike_seq.tolist() == [[0.0] * n, [0.0] * n]
@@ -342,288 +243,182 @@ def test_16bit_h_keeps_the_forward_spikes(dtype, n, device):
     # Backward with only dL/dV_last = 1 (hard reset, detach_reset): no spike, so dV/dH = 1
     # at both steps and grad_x = [1, 1] (a spike at step 1 would give [0, 0]).
     x = x_seq.clone().requires_grad_()
-    _, v_last, _ = operators.if_multi_step(
-        x,
-        v_init,
-        v_threshold=1.0,
-        v_reset=0.0,
-        detach_reset=True,
-        surrogate_function=sg.Sigmoid(),
-    )
+    _, v_last, _ = operators.if_multi_step(x, v_init, **case.kwargs(sg.Sigmoid(), False))
     (grad,) = torch.autograd.grad(v_last.sum(), x)
     assert launched_vecs("backward") == [n]
     assert grad.tolist() == [[1.0] * n, [1.0] * n]
 
 
-# -- layouts and missing gradients --------------------------------------------------------------
+# -- one block and many ---------------------------------------------------------------------
 
 
-def test_noncontiguous_inputs_and_gradients(device):
-    # Non-contiguous tensors are copied before the kernel (here to fresh, aligned
-    # memory: the vector kernel runs).
-    case = CASE_BY_ID["plif-decay"]
-    T, N = 6, 152
-    x_big, v_big, _, r_tau = make_inputs(case, T, (N, 2), torch.float32, device)
-    x_seq = x_big[..., 0].requires_grad_(False)  # stride 2
-    v_init = v_big[:, 1]
-    assert not x_seq.is_contiguous() and not v_init.is_contiguous()
-    args = [
-        x_seq.clone().requires_grad_(),
-        v_init.clone().requires_grad_(),
-        r_tau.clone().requires_grad_(),
-    ]
-    strided = [a.detach().clone() for a in args]
-    x_nc = torch.stack([strided[0], strided[0]], -1)[..., 0].requires_grad_()
-    v_nc = torch.stack([strided[1], strided[1]], -1)[..., 0].requires_grad_()
-    r_nc = strided[2].requires_grad_()
-    kwargs = dict(
-        decay_input=True,
-        v_threshold=1.0,
-        v_reset=HARD_V_RESET,
-        detach_reset=False,
-        surrogate_function=sg.Sigmoid(),
-        store_v_seq=True,
+@pytest.mark.parametrize("n", [1, 4, 255, 256, 257, 1000, 2056])
+@pytest.mark.parametrize("name", ["lif", "plif"])
+def test_sizes_over_blocks(name, n, device):
+    # One block, block edges, and (PLIF) the 1/tau reduction over several blocks; n a
+    # multiple of 4 runs the fp32 vector kernel (2056: 514 vector threads, three blocks).
+    _compare(_case(name), device, 5, (n,), seed=n)
+    vec = 4 if n % 4 == 0 else 1
+    assert (_first("forward"), _first("backward")) == (vec, vec)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("device", ["cuda"], indirect=True)
+@pytest.mark.parametrize("n", [100_003, 1_000_000, 1_000_001])
+@pytest.mark.parametrize("name", ["lif", "plif"])
+def test_large_sizes_on_the_gpu(name, n, device):
+    _compare(_case(name), device, 5, (n,), seed=1)
+    vec = 4 if n % 4 == 0 else 1
+    assert (_first("forward"), _first("backward")) == (vec, vec)
+
+
+# -- the reference system's functions ------------------------------------------------------
+
+
+class PttOperator:
+    """A ``multistep_*_ptt`` function behind the operator signature, so that
+    :func:`reference_compare.compare_with_reference` checks its spikes, ``v_seq`` and
+    gradients: returns ``(spike_seq, v_last = v_seq[-1], [w_last = w_seq[-1],] v_seq)``
+    and keeps the function's own results in ``self.results``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.results: tuple = ()
+        self.tensors: tuple = ()
+
+    def __call__(self, x, *tensors, v_threshold, v_reset, detach_reset, surrogate_function,
+                 store_v_seq, **p):  # fmt: skip
+        # The positional signatures of the reference system (seeds/001).
+        assert store_v_seq
+        k, v, th, tail = neuron_kernel, tensors[0], (v_threshold, v_reset), (detach_reset,)
+        tail += (surrogate_function,)
+        if self.name == "if":
+            results = k.multistep_if_ptt(x, v, *th, *tail)
+        elif self.name == "lif":
+            results = k.multistep_lif_ptt(x, v, p["decay_input"], p["tau"], *th, *tail)
+        elif self.name == "plif":
+            results = k.multistep_plif_ptt(x, v, tensors[1], p["decay_input"], *th, *tail)
+        elif self.name == "qif":
+            args = (p["tau"], *th, p["v_rest"], p["v_c"], p["a0"], *tail)
+            results = k.multistep_qif_ptt(x, v, *args)
+        elif self.name == "eif":
+            args = (p["tau"], *th, p["v_rest"], p["theta_rh"], p["delta_T"], *tail)
+            results = k.multistep_eif_ptt(x, v, *args)
+        else:
+            args = (p["tau"], *th, p["v_rest"], p["a"], p["b"], p["tau_w"], p["v_c"], p["a0"])
+            results = k.multistep_izhikevich_ptt(x, v, tensors[1], *args, *tail)
+        self.results, self.tensors = results, tensors
+        spike_seq, v_seq = results[0], results[1]
+        if self.name == "eif":  # v_v_seq: v_init, then the T post-reset potentials
+            v_seq = v_seq[1:]
+        if self.name == "izhikevich":
+            return spike_seq, v_seq[-1], results[2][-1], v_seq
+        return spike_seq, v_seq[-1], v_seq
+
+
+def _ptt_results(case, x_seq, states, surrogate_function) -> tuple:
+    """What ``multistep_<case.name>_ptt`` returns for ``case`` on these inputs."""
+    ptt = PttOperator(case.name)
+    ptt(x_seq, *states, **case.kwargs(surrogate_function, store_v_seq=True))
+    return ptt.results
+
+
+@pytest.mark.parametrize("case", STATEMENT_CASES, ids=lambda c: c.name)
+def test_reference_system_functions(case, device):
+    T, n = 5, 33
+    x_seq, states, tensors = make_inputs(case, T, (n,), device=device, seed=12)
+    surrogate_function = make_surrogate("Sigmoid")
+    ptt = PttOperator(case.name)
+    comparison = compare_with_reference(
+        ptt, case, x_seq, states, tensors, surrogate_function, store_v_seq=True
     )
-    got = operators.plif_multi_step(x_nc, v_nc, r_nc, **kwargs)
-    want = operators.plif_multi_step(*args, **kwargs)
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, rtol=0, atol=0)
-    # Non-contiguous upstream gradients: a transposed view and an expanded (stride 0) one.
-    grad_spikes = torch.randn(N, T, device=device).t()
-    grad_v_last = torch.ones((), device=device).expand(N)
-    grad_v_seq = torch.randn(T, N, 2, device=device)[..., 1]
-    assert not grad_spikes.is_contiguous() and grad_v_last.stride() == (0,)
-    upstream = (grad_spikes, grad_v_last, grad_v_seq)
-    grads = torch.autograd.grad(got, (x_nc, v_nc, r_nc), upstream)
-    ref = torch.autograd.grad(want, args, tuple(g.contiguous() for g in upstream))
-    for g, w in zip(grads, ref, strict=True):
-        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    keep = ~comparison.excluded
+    results = ptt.results
+    assert len(results) == (2 if case.name in ("if", "lif", "qif") else 3)
+    if case.name == "plif":
+        assert results[2] is ptt.tensors[1]  # reciprocal_tau, returned as given
+    if case.name == "eif":
+        _check_eif_sequences(case, x_seq, states, surrogate_function, results, keep)
+    if case.name == "izhikevich":
+        _check_izhikevich_w_seq(case, x_seq, states, surrogate_function, results, keep)
 
 
-@pytest.mark.parametrize("used", ["spikes", "v_last", "v_seq"])
-def test_gradients_of_some_outputs_only(used, device):
-    case = CASE_BY_ID["izhikevich"]
-    x_seq, v_init, w_init, _ = make_inputs(case, 5, (40,), torch.float32, device)
-    args = [t.clone().requires_grad_() for t in (x_seq, v_init, w_init)]
-    ref_args = [t.clone().requires_grad_() for t in (x_seq, v_init, w_init)]
-    options = dict(
-        v_reset=HARD_V_RESET, detach_reset=False, surrogate=sg.Sigmoid(), store_v_seq=True
-    )
-    outputs = run_kernel(case, args, **options)
-    ref, _ = run_reference(case, ref_args, **options)
-    index = {"spikes": 0, "v_last": 1, "v_seq": 3}[used]
-    grads = torch.autograd.grad(outputs[index].sum(), args, allow_unused=True)
-    ref_grads = torch.autograd.grad(ref[index].sum(), ref_args, allow_unused=True)
-    for got, want, arg in zip(grads, ref_grads, args, strict=True):
-        want = torch.zeros_like(arg) if want is None else want
-        assert_close(got, want, torch.float32)
+def _check_eif_sequences(case, x_seq, states, surrogate_function, results, keep):
+    # (spike_seq, v_v_seq [T + 1], h_seq): v_v_seq starts with v_init; h_seq is the
+    # reference's pre-reset H; gradients through h_seq match the reference's.
+    T = x_seq.shape[0]
+    _, v_v_seq, h_seq = results
+    assert v_v_seq.shape == (T + 1, *x_seq.shape[1:]) and h_seq.shape == x_seq.shape
+    assert torch.equal(v_v_seq[0], states[0])
+    margins = reference_margins(case, x_seq, states, (), surrogate_function)
+    h_ref = (margins + case.v_threshold).float()
+    assert_close_fp32(h_seq.reshape(T, -1)[:, keep], h_ref[:, keep], "h_seq")
 
-
-# -- the vector kernel's preconditions: falling back to the scalar kernel ------------------------
-
-
-@pytest.mark.parametrize(
-    ("case_id", "which", "dtype", "backward_vec"),
-    [
-        ("izhikevich", "x_seq", torch.float32, 4),  # the backward does not read x_seq
-        ("izhikevich", "v_init", torch.float32, 1),  # ... but reads v_init
-        ("izhikevich", "w_init", torch.float32, 4),
-        ("lif-decay", "x_seq", torch.bfloat16, 8),  # 2 bytes off
-        ("plif-decay", "v_init", torch.float16, 1),
-    ],
-    ids=["izhikevich-x_seq", "izhikevich-v_init", "izhikevich-w_init", "lif-bf16", "plif-fp16"],
-)
-def test_misaligned_inputs_fall_back_to_scalar(case_id, which, dtype, backward_vec, device):
-    # N = 64 suits every vector kernel; one input starting off a 16-byte boundary (a slice
-    # of a larger tensor) must select the scalar kernel, with the same results.
-    compare_with_reference(
-        CASE_BY_ID[case_id],
-        device,
-        5,
-        (64,),
-        dtype=dtype,
-        misalign=(which,),
-        forward_vec=1,
-        backward_vec=backward_vec,
-    )
-
-
-def test_misaligned_r_tau_keeps_the_vector_kernel(device):
-    # PLIF's 1/tau is one scalar read, not a per-neuron tensor: its alignment is irrelevant.
-    compare_with_reference(
-        CASE_BY_ID["plif-nodecay"],
-        device,
-        5,
-        (64,),
-        misalign=("r_tau",),
-        forward_vec=4,
-        backward_vec=4,
-    )
-
-
-@pytest.mark.parametrize("which", ["grad_spike_seq", "grad_v_last", "grad_v_seq"])
-def test_misaligned_gradients_fall_back_to_scalar(which, device):
-    # The backward operator with aligned incoming gradients (vector kernel), then with one
-    # of them misaligned (scalar kernel): the per-neuron arithmetic is the same, so the
-    # fp32 results agree bit for bit.
-    case = CASE_BY_ID["izhikevich"]
-    x_seq, v_init, w_init, _ = make_inputs(case, 5, (64,), torch.float32, device)
-    scalars = [V_THRESHOLD, HARD_V_RESET] + [float(case.params[n]) for n in NEURON_SCALARS]
-    config = ("izhikevich", False, False, False, "ATan", scalars, [2.0])
-    outputs = ops.multistep_forward(x_seq, v_init, w_init, None, *config, True, False, True)
-    h_seq = outputs[5]
-    generator = torch.Generator().manual_seed(3)
-    grads = {
-        "grad_spike_seq": torch.randn(5, 64, generator=generator).to(device),
-        "grad_v_last": torch.randn(64, generator=generator).to(device),
-        "grad_v_seq": torch.randn(5, 64, generator=generator).to(device),
-    }
-
-    def backward(incoming):
-        return ops.multistep_backward(
-            incoming["grad_spike_seq"],
-            incoming["grad_v_last"],
-            None,
-            incoming["grad_v_seq"],
-            None,
-            None,
-            h_seq,
-            v_init,
-            None,
-            *config,
-        )
-
-    launch.get_launcher().launches.clear()
-    aligned = backward(grads)
-    shifted = backward(grads | {which: misaligned(grads[which])})
-    assert launched_vecs("backward") == [4, 1]  # aligned, then misaligned
-    for got, want in zip(shifted, aligned, strict=True):
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
-
-
-def test_inference_writes_no_h_seq(device):
-    x_seq = torch.rand(4, 10, device=device)
-    with torch.no_grad():
-        outputs = ops.multistep_forward(
-            x_seq,
-            torch.zeros(10, device=device),
-            None,
-            None,
-            "lif",
-            False,
-            True,
-            False,
-            "Sigmoid",
-            [1.0, 0.0, 2.0],
-            [4.0],
-            False,
-            False,
-            False,
-        )
-    assert outputs[5].numel() == 0 and outputs[3].numel() == 0
-    spikes, v_last, _ = operators.lif_multi_step(
-        x_seq,
-        torch.zeros(10, device=device),
-        tau=2.0,
-        decay_input=True,
-        v_threshold=1.0,
-        v_reset=0.0,
-        detach_reset=False,
-        surrogate_function=sg.Sigmoid(),
-    )
-    torch.testing.assert_close(outputs[0], spikes)
-    torch.testing.assert_close(outputs[1], v_last)
-
-
-# -- single step and the reference system's functions ---------------------------------------------
-
-
-@pytest.mark.parametrize("neuron", ["if", "lif"])
-def test_single_step(neuron, device):
-    case = CASE_BY_ID["if" if neuron == "if" else "lif-nodecay"]
-    x_seq, v_init, _, _ = make_inputs(case, 3, (2, 50), torch.float32, device)
-    kwargs = dict(
-        v_threshold=1.0,
-        v_reset=None,
-        detach_reset=False,
-        surrogate_function=sg.ATan(),
-        **case.kwargs(),
-    )
-    step = getattr(operators, f"{neuron}_single_step")
     x = x_seq.clone().requires_grad_()
-    v = v_init.clone().requires_grad_()
-    spikes, state = [], v
-    for t in range(3):
-        spike, state = step(x[t], state, **kwargs)
-        assert spike.shape == state.shape == (2, 50)
-        spikes.append(spike)
-    x_ref = x_seq.clone().requires_grad_()
-    v_ref = v_init.clone().requires_grad_()
-    ref = getattr(operators, f"{neuron}_multi_step")(x_ref, v_ref, **kwargs)
-    torch.testing.assert_close(torch.stack(spikes), ref[0], rtol=0, atol=0)
-    torch.testing.assert_close(state, ref[1], rtol=0, atol=0)
-    loss = (torch.stack(spikes) * torch.arange(3.0, device=device).view(3, 1, 1)).sum()
-    grads = torch.autograd.grad(loss + state.sum(), (x, v))
-    ref_loss = (ref[0] * torch.arange(3.0, device=device).view(3, 1, 1)).sum() + ref[1].sum()
-    ref_grads = torch.autograd.grad(ref_loss, (x_ref, v_ref))
-    for g, w in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
+    v = states[0].clone().requires_grad_()
+    _, _, h = _ptt_results(case, x, (v,), surrogate_function)
+    weight = random_like(x_seq, 5)
+    grads = torch.autograd.grad((h * weight).sum(), (x, v))
+    # The reference: H[t] = charge(X[t], V[t-1]) over the reference's own V.
+    x_r = x_seq.clone().requires_grad_()
+    v_r = states[0].clone().requires_grad_()
+    kwargs = case.kwargs(surrogate_function, store_v_seq=True)
+    _, _, v_seq_r = reference.multistep_eif(x_r, v_r, **kwargs)
+    v_prev = torch.cat((v_r.unsqueeze(0), v_seq_r[:-1]))
+    h_r = EIF.charge(x_r, v_prev, **case.params, v_r=case.v_reset)
+    want = torch.autograd.grad((h_r * weight).sum(), (x_r, v_r))
+    assert_close_fp32(grads[0][:, keep], want[0][:, keep], "grad_x through h_seq")
+    assert_close_fp32(grads[1][keep], want[1][keep], "grad_v through h_seq")
 
 
-def _seed_call(name, x, v, w, r, surrogate):
-    """The reference system's positional signatures (seeds/001), with the case's params."""
-    k = neuron_kernel
-    if name == "if":
-        return k.multistep_if_ptt(x, v, 1.0, -0.1, False, surrogate)
-    if name == "lif":
-        return k.multistep_lif_ptt(x, v, True, 2.5, 1.0, -0.1, False, surrogate)
-    if name == "plif":
-        return k.multistep_plif_ptt(x, v, r, True, 1.0, -0.1, False, surrogate)
-    if name == "qif":  # tau, v_threshold, v_reset, v_rest, v_c, a0
-        return k.multistep_qif_ptt(x, v, 2.0, 1.0, -0.1, -0.05, 0.8, 1.0, False, surrogate)
-    if name == "eif":  # tau, v_threshold, v_reset, v_rest, theta_rh, delta_T
-        return k.multistep_eif_ptt(x, v, 2.0, 1.0, -0.1, -0.05, 0.8, 1.0, False, surrogate)
-    # tau, v_threshold, v_reset, v_rest, a, b, tau_w, v_c, a0
-    args = (2.0, 1.0, -0.1, -0.1, 0.5, 0.2, 2.0, 0.8, 1.0, False, surrogate)
-    return k.multistep_izhikevich_ptt(x, v, w, *args)
+def _check_izhikevich_w_seq(case, x_seq, states, surrogate_function, results, keep):
+    # w_seq: W after each step (spike jump included), recomputed from the reference's H
+    # and spikes with the statement's own adapt and jump, in float64.
+    T = x_seq.shape[0]
+    w_seq = results[2]
+    assert w_seq.shape == x_seq.shape and w_seq.dtype == x_seq.dtype
+    margins = reference_margins(case, x_seq, states, (), surrogate_function)
+    params = {**case.params, "v_r": case.v_reset}
+    w = states[1].reshape(-1).double()
+    expected = []
+    for t in range(T):
+        h = margins[t] + case.v_threshold
+        spike = (margins[t] >= 0).double()
+        w = IZHIKEVICH.adaptation.jump(IZHIKEVICH.adaptation.adapt(h, w, **params), spike, **params)
+        expected.append(w)
+    expected = torch.stack(expected).float()
+    assert_close_fp32(w_seq.reshape(T, -1)[:, keep].float(), expected[:, keep], "w_seq")
+    assert expected.std() > 0.01  # W moves (the adaptation is not trivially constant)
+
+    # Gradients through every step of w_seq, against the reference's steps.
+    weight = random_like(x_seq, 9)
+    leaves = [t.clone().requires_grad_() for t in (x_seq, *states)]
+    _, _, w_seq = _ptt_results(case, leaves[0], leaves[1:], surrogate_function)
+    grads = torch.autograd.grad((w_seq * weight).sum(), leaves)
+    ref_leaves = [t.clone().requires_grad_() for t in (x_seq, *states)]
+    current, w_ref = tuple(ref_leaves[1:]), []
+    for t in range(T):
+        _, current = reference.neuron_step(
+            IZHIKEVICH, ref_leaves[0][t], current, (), case.params,
+            v_threshold=case.v_threshold, v_reset=case.v_reset,
+            detach_reset=case.detach_reset, surrogate_function=surrogate_function,
+        )  # fmt: skip
+        w_ref.append(current[1])
+    want = torch.autograd.grad((torch.stack(w_ref) * weight).sum(), ref_leaves)
+    assert_close_fp32(grads[0][:, keep], want[0][:, keep], "grad_x through w_seq")
+    for got, ref, name in zip(grads[1:], want[1:], ("v_init", "w_init"), strict=True):
+        assert_close_fp32(got[keep], ref[keep], f"grad_{name} through w_seq")
 
 
-SEED_CASES = {
-    "if": "if",
-    "lif": "lif-decay",
-    "plif": "plif-decay",
-    "qif": "qif",
-    "eif": "eif",
-    "izhikevich": "izhikevich",
-}
-
-
-@pytest.mark.parametrize("name", SEED_CASES)
-def test_seed_functions(name, device):
-    case = CASE_BY_ID[SEED_CASES[name]]
-    T, N = 4, 33
-    surrogate = sg.Sigmoid()
-    x, v, w, r = make_inputs(case, T, (N,), torch.float32, device)
-    got = _seed_call(name, x, v, w, r, surrogate)
-    ref, margins = run_reference(
-        case,
-        tensor_args(case, x, v, w, r),
-        v_reset=-0.1,
-        detach_reset=False,
-        surrogate=surrogate,
-        store_v_seq=True,
-    )
-    torch.testing.assert_close(got[0], ref[0], rtol=0, atol=0)
-    if name == "eif":  # (spike_seq, v_v_seq [T + 1], h_seq)
-        assert len(got) == 3
-        torch.testing.assert_close(got[1], torch.cat([v[None], ref[-1]]))
-        torch.testing.assert_close(got[2], margins + V_THRESHOLD)
-        return
-    torch.testing.assert_close(got[1], ref[-1])  # v_seq
-    if name == "plif":
-        assert len(got) == 3 and got[2] is r
-    elif name == "izhikevich":  # w_seq: its last step is the reference's w_last
-        assert len(got) == 3 and got[2].shape == (T, N)
-        torch.testing.assert_close(got[2][-1], ref[2])
-    else:
-        assert len(got) == 2
+def test_save_cuda_codes(tmp_path):
+    path = tmp_path / "neuron_kernel_sample.cu"
+    neuron_kernel.save_cuda_codes(str(path))
+    text = path.read_text()
+    variants = list(all_variants())
+    assert text == module_source(variants)
+    assert len(variants) == 3168  # 1584 configurations, each scalar and vectorized
+    assert sum(v.vec > 1 for v in variants) == 1584
+    kernels = re.findall(r"__launch_bounds__\(SJ_CUPY_BLOCK\) (\w+)\(\n", text)
+    assert sorted(kernels) == sorted(v.kernel_name for v in variants)  # each once
+    assert text.count("#define SJ_CUPY_PRELUDE") == 1
+    assert text.count("SJ_INLINE float sj_surrogate_grad_ATan(") == 1

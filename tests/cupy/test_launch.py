@@ -27,8 +27,8 @@ from sj_cupy.codegen import (
     make_variant,
     vector_variant,
 )
+from sj_cupy.kernel_op import dtype_name
 from sj_cupy.launch import CupyLauncher, choose_variant, grid_blocks, pack_args
-from sj_cupy.ops import dtype_name
 
 
 class FakeCupy:
@@ -123,6 +123,7 @@ def _backward_values(variant):
     values.update(
         h_seq=h,
         v_init=torch.rand(N),
+        x_seq=torch.rand(T, N),
         grad_x_seq=torch.empty(T, N),
         grad_v_init=torch.empty(N),
         grad_spike_seq=torch.rand(T, N),
@@ -182,10 +183,11 @@ def test_arguments_streams_and_caching(fake_cupy):
             assert type(arg) is float and arg == value  # CuPy passes floats as double
         else:
             assert type(arg) is int and arg == value
+    # Absent incoming gradients are null pointers; PLIF with decay_input reads x_seq.
+    assert "x_seq" in [p.name for p in params]
     assert [p.name for p, a in zip(params, kernel_args, strict=True) if a == 0] == [
         "grad_v_last",
         "grad_v_seq",
-        "grad_h_seq",
     ]
 
 
@@ -267,3 +269,29 @@ def test_grid_blocks():
     assert [grid_blocks(scalar, n) for n in (1, BLOCK, BLOCK + 1)] == [1, 1, 2]
     assert [grid_blocks(vector, n) for n in (8, 8 * BLOCK, 8 * BLOCK + 8)] == [1, 1, 2]
     assert grid_blocks(vector, 4 * 2**20) == 2**22 // (8 * BLOCK)
+
+
+@pytest.mark.parametrize(
+    ("neuron", "decay_input", "reads_x"),
+    [("plif", True, True), ("plif", False, False), ("izhikevich", False, False)],
+)
+def test_backward_choice_looks_at_the_tensors_the_kernel_reads(neuron, decay_input, reads_x):
+    # A misaligned x_seq forces the scalar backward only where the backward reads it (PLIF
+    # with decay_input); a misaligned v_init (V[t-1] at t = 0, for neurons whose derivatives
+    # use V) does too. Absent (null) incoming gradients never block the vector kernel.
+    scalar = make_variant(
+        neuron, "backward", soft_reset=False, decay_input=decay_input, dtype="float32",
+        surrogate="ATan",
+    )  # fmt: skip
+    vector = vector_variant(scalar)
+    T, n = 3, 64
+    values = {p.name: None for p in kernel_params(scalar)}
+    values |= dict(
+        h_seq=torch.rand(T, n), v_init=torch.rand(n), x_seq=torch.rand(T, n),
+        grad_x_seq=torch.empty(T, n), grad_v_init=torch.empty(n), T=T, N=n,
+    )  # fmt: skip
+    assert choose_variant(scalar, values) == vector
+    shifted_x = values | {"x_seq": misaligned(torch.rand(T, n))}
+    assert choose_variant(scalar, shifted_x) == (scalar if reads_x else vector)
+    shifted_v = values | {"v_init": misaligned(torch.rand(n))}
+    assert choose_variant(scalar, shifted_v) == scalar

@@ -1,214 +1,347 @@
-"""The kernels as torch operators and inside networks: ``opcheck``, ``torch.compile``,
-the neuron modules on the cupy backend, compile caching, streams and host syncs.
+"""The cupy kernels as torch operators: ``opcheck`` of the registered operators,
+``torch.compile`` of networks with ``backend='cupy'`` neurons, kernels built once, and
+(GPU only) CUDA graphs, streams, devices and host synchronisation.
 
-Tests parametrized with ``device`` run on the CPU through the host-compiled kernels (CI)
-and on the GPU through CuPy (marker ``gpu``); the others are GPU-only.
+Tests with the ``device`` fixture run on the CPU through the host-compiled kernels and on
+the GPU through CuPy (marker ``gpu``); the others are GPU-only.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import pytest
 import torch
-from cupy_cases import (
-    CASE_BY_ID,
-    CASES,
-    HARD_V_RESET,
-    make_inputs,
-    require_cuda_and_cupy,
-    run_kernel,
-)
+from cupy_cases import forward_op_args, kernel_config, op_inputs, require_cuda_and_cupy
+from neuron_cases import NeuronCase, flag_settings, make_inputs, make_surrogate, random_like
+from reference_compare import assert_close_fp32, compare_with_reference, run_with_grads
 from torch import nn
 
-from sj_core import backends, functional
+from sj_core import backends, functional, reference
 from sj_core.backends import registry
-from sj_core.neuron import IFNode, LIFNode, ParametricLIFNode
-from sj_core.neuron.eif import EIFNode
+from sj_core.kernels import flatten_config
+from sj_core.neuron import LIFNode, ParametricLIFNode
 from sj_core.neuron.izhikevich import IzhikevichNode
-from sj_core.neuron.qif import QIFNode
-from sj_core.surrogate import ATan, Sigmoid
-from sj_cupy import _backend, compiler, launch, ops
-from sj_cupy.codegen import NEURONS
+from sj_core.surrogate import ATan
+from sj_cupy import _backend, compiler, launch, operators
+from sj_cupy.kernel_op import NEURON_OP
 
-# -- opcheck -----------------------------------------------------------------------------------
+STATEMENTS = ("if", "lif", "plif", "qif", "eif", "izhikevich")
 
 
-def _forward_args(case, device, *, requires_grad=True, store_w_seq=False):
-    x_seq, v_init, w_init, r_tau = make_inputs(case, 5, (3, 17), torch.float32, device)
-    spec = NEURONS[case.neuron]
-    scalars = [1.0, HARD_V_RESET] + [float(case.params[name]) for name in spec.scalars]
-    tensors = [x_seq, v_init, w_init, r_tau]
+def reference_operator(case: NeuronCase):
+    return getattr(reference, f"multistep_{case.name}")
+
+
+def _case(name: str, v_reset: float | None = -0.3) -> NeuronCase:
+    v_threshold = 0.9 if v_reset is not None else 1.25
+    return NeuronCase(name, v_reset, v_threshold, False, flag_settings(name)[0])
+
+
+# -- opcheck -------------------------------------------------------------------------------
+
+
+def _inputs(case, device, *, requires_grad=False) -> list:
+    """``[x_seq, v_init, w_init | None, r_tau | None]`` of ``case``."""
+    x_seq, states, tensors = make_inputs(case, 5, (3, 8), device=device, seed=1)
+    inputs = op_inputs(x_seq, states, tensors)
     if requires_grad:
-        tensors = [None if t is None else t.requires_grad_() for t in tensors]
-    return (
-        *tensors,
-        case.neuron,
-        False,
-        bool(case.decay_input),
-        False,
-        "ATan",
-        scalars,
-        [2.0],
-        True,
-        store_w_seq,
-        True,
+        inputs = [None if t is None else t.requires_grad_() for t in inputs]
+    return inputs
+
+
+MODES = {  # (store_v_seq, save: what the backward needs, inputs require grad)
+    "train-v_seq": (True, True, True),
+    "train": (False, True, True),
+    "inference-v_seq": (True, False, False),
+    "inference": (False, False, False),
+}
+
+
+def _forward_args(name: str, mode: str, device) -> tuple:
+    """``(case, inputs, the registered forward's arguments)`` of ``name`` in ``mode``."""
+    store_v_seq, save, requires_grad = MODES[mode]
+    case = _case(name, None if name == "if" else -0.3)
+    inputs = _inputs(case, device, requires_grad=requires_grad)
+    args = forward_op_args(case, make_surrogate("ATan"), inputs, store_v_seq=store_v_seq, save=save)
+    return case, inputs, args
+
+
+@pytest.mark.parametrize("name", STATEMENTS)
+def test_registered_forward_runs_what_the_operator_runs(name, device):
+    # The configuration the tests hand to the registered operator (cupy_cases) is the one
+    # the operator-key function builds from its keyword arguments: same results.
+    case = _case(name)
+    x_seq, states, tensors = make_inputs(case, 5, (3, 8), device=device, seed=6)
+    surrogate_function = make_surrogate("ATan")
+    inputs = op_inputs(x_seq, states, tensors)
+    registered = NEURON_OP.forward_op(
+        *forward_op_args(case, surrogate_function, inputs, store_v_seq=True, save=False)
     )
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_opcheck_forward(case, device):
-    torch.library.opcheck(
-        torch.ops.sj_cupy.multistep_forward.default,
-        _forward_args(case, device, store_w_seq=case.has_w),
+    direct = getattr(operators, f"{name}_multi_step")(
+        x_seq, *states, *tensors, **case.kwargs(surrogate_function, store_v_seq=True)
     )
+    spike_seq, v_last, w_last, v_seq, w_seq, h_seq = registered
+    expected = (spike_seq, v_last, w_last, v_seq) if case.has_w else (spike_seq, v_last, v_seq)
+    for a, b in zip(expected, direct, strict=True):
+        assert torch.equal(a, b)
+    assert h_seq.numel() == 0 and (w_seq.numel() > 0) == case.has_w
+    assert 0 < spike_seq.mean() < 1
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_opcheck_backward(case, device):
-    x_seq, v_init, w_init, r_tau, *config = _forward_args(case, device, requires_grad=False)
-    outputs = ops.multistep_forward(x_seq, v_init, w_init, r_tau, *config)
-    h_seq = outputs[5]
-    grads = [torch.randn_like(o) if o.numel() else None for o in outputs[:5]]
-    torch.library.opcheck(
-        torch.ops.sj_cupy.multistep_backward.default,
-        (*grads, None, h_seq, v_init, r_tau, *config[:7]),
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", STATEMENTS)
+def test_opcheck_forward(name, mode, device):
+    # Schema, fake implementation (against the real outputs: shapes, strides, aliasing),
+    # autograd registration and AOT dispatch of sj_cupy::neuron_forward, with and without
+    # what the backward needs.
+    _, _, args = _forward_args(name, mode, device)
+    torch.library.opcheck(NEURON_OP.forward_op, args)
+
+
+@pytest.mark.parametrize("used", ["all", "spike"])
+@pytest.mark.parametrize("name", STATEMENTS)
+def test_opcheck_backward(name, used, device):
+    case = _case(name)
+    inputs = _inputs(case, device)
+    surrogate_function = make_surrogate("ATan")
+    kernel = kernel_config(case, surrogate_function, store_v_seq=True)
+    config = flatten_config(kernel)
+    outputs = NEURON_OP.forward_op(
+        *forward_op_args(case, surrogate_function, inputs, store_v_seq=True, save=True)
     )
+    saved = NEURON_OP.implementation.saved(kernel, inputs, outputs)
+    # Incoming gradients of spike_seq, v_last, w_last, v_seq (w_seq: none here, it is no
+    # output of the operator keys); absent ones (no w, or unused) are None.
+    grads = [
+        random_like(o, i) if o.numel() and (used == "all" or i == 0) and i < 4 else None
+        for i, o in enumerate(outputs[:5])
+    ]
+    needs = [True, True, case.has_w, case.has_tensor]
+    torch.library.opcheck(NEURON_OP.backward_op, (saved, grads, *config, needs))
+    # The gradients the operator returns are the reference's.
+    compact = NEURON_OP.backward_op(saved, grads, *config, needs)
+    names = [n for n, need in zip(("x", "v", "w", "r"), needs, strict=True) if need]
+    x_seq, states, tensors = inputs[0], [t for t in inputs[1:3] if t is not None], inputs[3:]
+    weights = dict(zip(("spike", "v_last", "w_last", "v_seq"), grads[:4], strict=True))
+    if not case.has_w:
+        del weights["w_last"]
+    expected = run_with_grads(
+        reference_operator(case), case, x_seq, states, [t for t in tensors if t is not None],
+        surrogate_function, store_v_seq=True, weights=weights,
+    ).grads  # fmt: skip
+    assert len(compact) == len(names)
+    for name, got in zip(names, compact, strict=True):
+        if name == "r":  # one sum over every neuron and step
+            torch.testing.assert_close(got, expected[name], rtol=1e-5, atol=1e-6)
+        else:
+            assert_close_fp32(got, expected[name], f"grad_{name}")
 
 
-# -- modules and torch.compile -------------------------------------------------------------------
+# -- backend='cupy' modules and torch.compile ----------------------------------------------
 
 
 @pytest.fixture
-def kernel_backend(device, monkeypatch):
-    """The backend name under which the cupy operators run on ``device``.
+def cupy_backend(device, monkeypatch):
+    """``backend='cupy'`` resolves to sj-cupy's operators on ``device``.
 
-    On the GPU it is the installed ``cupy`` backend. On the CPU a fake entry point
-    ``cupyhost`` declares the same operators for CPU tensors (the host-compiled kernels),
-    so the modules go through the registry exactly as with ``cupy``.
+    On the GPU that is the installed entry point. On the CPU the same backend entry is
+    registered without its CUDA check (and for CPU tensors), so the modules go through
+    the registry as with ``cupy`` and call the operators, which run the host-compiled
+    kernels.
     """
     if device == "cuda":
         backends.refresh()
         if "cupy" not in backends.backend_names():
-            pytest.skip("the sj-cupy distribution is not installed (no 'cupy' entry point)")
+            pytest.skip("needs the sj-cupy distribution installed (its 'cupy' entry point)")
         yield "cupy"
         return
-    spec = backends.BackendSpec(
-        name="cupyhost",
-        distribution="sj-cupy-tests",
-        operators=dict(_backend.BACKEND.operators),
-        devices=("cpu",),
-    )
+    spec = dataclasses.replace(_backend.BACKEND, check=None, devices=("cpu",))
 
     class EntryPoint:
-        name = "cupyhost"
-        value = "tests.cupy:cupyhost"
+        name = "cupy"
+        value = "sj_cupy._backend:BACKEND"
 
         def load(self):
             return spec
 
     monkeypatch.setattr(registry, "_entry_points", lambda: [EntryPoint()])
     backends.refresh()
-    yield "cupyhost"
+    yield "cupy"
     monkeypatch.undo()
     backends.refresh()
 
 
-NODES = [
-    ("if", lambda **kw: IFNode(v_reset=None, **kw)),
-    ("lif", lambda **kw: LIFNode(tau=2.5, decay_input=False, v_reset=HARD_V_RESET, **kw)),
-    ("plif", lambda **kw: ParametricLIFNode(init_tau=2.5, **kw)),
-    ("qif", lambda **kw: QIFNode(**kw)),
-    ("eif", lambda **kw: EIFNode(v_reset=None, **kw)),
-    ("izhikevich", lambda **kw: IzhikevichNode(a=0.5, b=0.2, **kw)),
-]
-
-
-@pytest.mark.parametrize("store_v_seq", [False, True], ids=["no_v_seq", "v_seq"])
-@pytest.mark.parametrize(("name", "make"), NODES, ids=[n for n, _ in NODES])
-def test_node_matches_torch_backend(name, make, store_v_seq, device, kernel_backend):
-    torch.manual_seed(0)
-    x_seq = (torch.randn(6, 4, 33) * 0.6 + 0.7).to(device)
-    nodes = {}
-    for backend in ("torch", kernel_backend):
-        node = make(
-            step_mode="m", backend=backend, surrogate_function=ATan(), store_v_seq=store_v_seq
-        ).to(device)
-        x = x_seq.clone().requires_grad_()
-        out = node(x)
-        out2 = node(x * 0.5)  # a second call continues from the stored state
-        (out * 1.5 + out2).sum().backward()
-        nodes[backend] = (node, x, out, out2)
-    node, x, out, out2 = nodes[kernel_backend]
-    ref_node, ref_x, ref_out, ref_out2 = nodes["torch"]
-    assert node.last_backend == kernel_backend
-    torch.testing.assert_close(out, ref_out, rtol=0, atol=0)
-    torch.testing.assert_close(out2, ref_out2, rtol=0, atol=0)
-    for memory in ("v", "w", "v_seq"):
-        if hasattr(ref_node, memory) and isinstance(getattr(ref_node, memory), torch.Tensor):
-            torch.testing.assert_close(getattr(node, memory), getattr(ref_node, memory))
-    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-5, atol=1e-5)
-    if name == "plif":
-        torch.testing.assert_close(node.w.grad, ref_node.w.grad, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", ["if", "lif"])
-def test_single_step_node(name, device, kernel_backend):
-    make = dict(NODES)[name]
-    x_seq = (torch.randn(4, 2, 21) * 0.6 + 0.7).to(device)
-    results = {}
-    for backend in ("torch", kernel_backend):
-        node = make(step_mode="s", backend=backend, surrogate_function=Sigmoid()).to(device)
-        x = x_seq.clone().requires_grad_()
-        out = torch.stack([node(x[t]) for t in range(4)])
-        out.sum().backward()
-        results[backend] = (out, node.v, x.grad)
-    for got, want in zip(results[kernel_backend], results["torch"], strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
-
-
 class SmallNet(nn.Module):
-    """Linear -> LIF (multi-step) -> Linear, input ``[T, B, 20]``."""
+    """Linear -> LIF -> Linear -> PLIF -> Izhikevich -> Linear (multi-step), input
+    ``[T, B, 20]``."""
 
     def __init__(self, backend: str) -> None:
         super().__init__()
+        kw = dict(step_mode="m", backend=backend, surrogate_function=ATan())
         self.fc1 = nn.Linear(20, 64)
-        self.lif = LIFNode(tau=2.0, step_mode="m", backend=backend, surrogate_function=ATan())
-        self.fc2 = nn.Linear(64, 5)
+        self.lif = LIFNode(tau=2.0, **kw)
+        self.fc2 = nn.Linear(64, 32)
+        self.plif = ParametricLIFNode(init_tau=2.5, v_reset=None, **kw)
+        self.izhikevich = IzhikevichNode(a=0.5, b=0.2, **kw)
+        self.fc3 = nn.Linear(32, 5)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.lif(self.fc1(x_seq)))
+        return self.fc3(self.izhikevich(self.plif(self.fc2(self.lif(self.fc1(x_seq))))))
 
 
 def _train_step(net, x_seq):
+    """Outputs and the gradients of every parameter (``None``: not reached)."""
     functional.reset_net(net)
     out = net(x_seq)
     loss = out.square().mean()
-    grads = torch.autograd.grad(loss, list(net.parameters()))
+    grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
     return out.detach(), grads
 
 
-@pytest.mark.parametrize("fullgraph", [False, True], ids=["default", "fullgraph"])
-def test_compiled_network_matches_eager(fullgraph, device, kernel_backend):
+def _compiler(device: str) -> str:
+    # CPU: AOTAutograd without Inductor, enough to trace the ops and their autograd.
+    return "inductor" if device == "cuda" else "aot_eager"
+
+
+def _with_torch_nodes(net: SmallNet) -> SmallNet:
+    torch_net = copy.deepcopy(net)
+    for node in (torch_net.lif, torch_net.plif, torch_net.izhikevich):
+        node.backend = "torch"
+    return torch_net
+
+
+def test_compiled_network_matches_eager(device, cupy_backend):
+    # The forward of a compiled network (training and inference) against the same network
+    # eager and on the torch reference.
     torch.manual_seed(0)
-    eager = SmallNet(kernel_backend).to(device)
-    compiled_net = copy.deepcopy(eager)
-    reference = copy.deepcopy(eager)
-    reference.lif.backend = "torch"
-    # CPU (CI): AOTAutograd without Inductor, enough to trace the ops and their autograd.
-    compiler_backend = "inductor" if device == "cuda" else "aot_eager"
-    compiled = torch.compile(compiled_net, fullgraph=fullgraph, backend=compiler_backend)
-    for _ in range(2):
+    eager = SmallNet(cupy_backend).to(device)
+    torch_net = _with_torch_nodes(eager)
+    compiled = torch.compile(copy.deepcopy(eager), fullgraph=True, backend=_compiler(device))
+    for step in range(3):
         x_seq = (torch.rand(8, 4, 20) * 2).to(device)
-        out, grads = _train_step(eager, x_seq)
-        out_c, grads_c = _train_step(compiled, x_seq)
-        out_r, grads_r = _train_step(reference, x_seq)
+        outputs = []
+        for net in (eager, compiled, torch_net):
+            functional.reset_net(net)
+            if step == 2:  # inference: no H stored
+                with torch.no_grad():
+                    outputs.append(net(x_seq))
+            else:
+                outputs.append(net(x_seq).detach())
+        assert eager.lif.last_backend == "cupy" and eager.izhikevich.last_backend == "cupy"
+        out, out_c, out_r = outputs
         torch.testing.assert_close(out_c, out, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(out, out_r, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_network_trains_like_eager(device, cupy_backend):
+    # Gradients of every parameter through the compiled network (the traced operator's
+    # registered autograd) against the eager kernels and the torch reference.
+    torch.manual_seed(0)
+    eager = SmallNet(cupy_backend).to(device)
+    torch_net = _with_torch_nodes(eager)
+    compiled = torch.compile(copy.deepcopy(eager), fullgraph=True, backend=_compiler(device))
+    for _ in range(2):
+        x_seq = (torch.rand(8, 4, 20) * 2).to(device)
+        _, grads = _train_step(eager, x_seq)
+        _, grads_c = _train_step(compiled, x_seq)
+        _, grads_r = _train_step(torch_net, x_seq)
+        names = [name for name, _ in eager.named_parameters()]
+        missing = [n for n, g in zip(names, grads_c, strict=True) if g is None]
+        assert not missing, f"compiled: no gradient for {missing}"
         for g, gc, gr in zip(grads, grads_c, grads_r, strict=True):
             torch.testing.assert_close(gc, g, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(g, gr, rtol=1e-4, atol=1e-5)
+
+
+def _izhikevich_step(case, surrogate_function):
+    kwargs = case.kwargs(surrogate_function, store_v_seq=True)
+
+    def step(x_seq, v_init, w_init):
+        return operators.izhikevich_multi_step(x_seq, v_init, w_init, **kwargs)
+
+    return step
+
+
+def test_compiled_function_is_one_graph_with_the_kernel_op(device):
+    # fullgraph=True raises on any graph break; the one graph holds the registered
+    # operator, and its results are the eager kernels' (bit for bit) and the reference's.
+    case = _case("izhikevich", None)
+    surrogate_function = make_surrogate("Sigmoid")
+    x_seq, states, _ = make_inputs(case, 4, (9,), device=device, seed=4)
+    graphs = []
+
+    def recording_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    step = _izhikevich_step(case, surrogate_function)
+    compiled = torch.compile(step, fullgraph=True, backend=recording_backend)
+    for grad in (True, False):  # training and inference (a recompilation each)
+        graphs.clear()
+        with torch.set_grad_enabled(grad):
+            got, want = compiled(x_seq, *states), step(x_seq, *states)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+        (graph,) = graphs
+        targets = [node.target for node in graph.graph.nodes if node.op == "call_function"]
+        assert targets.count(torch.ops.sj_cupy.neuron_forward.default) == 1
+    expected = reference.multistep_izhikevich(
+        x_seq, *states, **case.kwargs(surrogate_function, store_v_seq=True)
+    )
+    assert torch.equal(got[0], expected[0])
+    for a, e, name in zip(got[1:], expected[1:], ("v_last", "w_last", "v_seq"), strict=True):
+        assert_close_fp32(a, e, name)
+
+
+def test_compiled_function_gradients(device):
+    # Through the traced operator's autograd, against the reference (values, gradients).
+    case = _case("izhikevich", None)
+    surrogate_function = make_surrogate("Sigmoid")
+    x_seq, states, _ = make_inputs(case, 4, (9,), device=device, seed=4)
+    step = _izhikevich_step(case, surrogate_function)
+    compiled = torch.compile(step, fullgraph=True, backend=_compiler(device))
+    leaves = [t.clone().requires_grad_() for t in (x_seq, *states)]
+    got = compiled(*leaves)
+    assert all(t.requires_grad for t in got), "the compiled call's outputs have no autograd"
+    compare_with_reference(
+        lambda *args, **kwargs: compiled(*args), case, x_seq, states, (), surrogate_function,
+        store_v_seq=True,
+    )  # fmt: skip
+
+
+# -- compile once, no per-call work --------------------------------------------------------
+
+
+def test_kernels_are_built_once(device):
+    case = _case("plif", None)
+    x_seq, states, tensors = make_inputs(case, 6, (300,), device=device, seed=9)
+    leaves = [t.clone().requires_grad_() for t in (x_seq, *states, *tensors)]
+
+    def call(alpha):
+        # A new alpha is a kernel argument, never a new kernel.
+        kwargs = case.kwargs(ATan(alpha=alpha), store_v_seq=False)
+        spike_seq, v_last, _ = operators.plif_multi_step(*leaves, **kwargs)
+        return torch.autograd.grad(spike_seq.sum() + v_last.sum(), leaves)
+
+    first = call(2.0)
+    if device == "cuda":
+        count = compiler.compiled_kernel_count
+    else:
+        host = launch.get_launcher()
+        count = lambda: len(host._functions)  # noqa: E731
+    before = count()
+    assert before >= 2  # the forward and the backward
+    for alpha in (3.0, 2.0, 4.5):
+        grads = call(alpha)
+    assert count() == before
+    # ... and the argument is used: the last call (alpha = 4.5) differs from the first.
+    assert not torch.equal(grads[0], first[0])
+
+
+# -- GPU only ------------------------------------------------------------------------------
 
 
 @pytest.mark.gpu
@@ -224,101 +357,49 @@ def test_reduce_overhead_network_matches_eager():
         out, grads = _train_step(eager, x_seq)
         out_c, grads_c = _train_step(compiled, x_seq)
         torch.testing.assert_close(out_c.clone(), out, rtol=1e-5, atol=1e-5)
+        assert all(g is not None for g in grads_c), "compiled: a parameter got no gradient"
         for g, gc in zip(grads, grads_c, strict=True):
             torch.testing.assert_close(gc.clone(), g, rtol=1e-5, atol=1e-5)
 
 
-def test_compiled_function_has_no_graph_break(device):
-    # fullgraph=True raises on any graph break; the operator call is one graph node.
-    case = CASE_BY_ID["izhikevich"]
-    surrogate = Sigmoid()
-    x_seq, v_init, w_init, _ = make_inputs(case, 4, (9,), torch.float32, device)
-
-    def step(x_seq, v_init, w_init):
-        return run_kernel(
-            case,
-            (x_seq, v_init, w_init),
-            v_reset=None,
-            detach_reset=True,
-            surrogate=surrogate,
-            store_v_seq=True,
-        )
-
-    backend = "inductor" if device == "cuda" else "aot_eager"
-    compiled = torch.compile(step, fullgraph=True, backend=backend)
-    for got, want in zip(compiled(x_seq, v_init, w_init), step(x_seq, v_init, w_init), strict=True):
-        torch.testing.assert_close(got, want)
-
-
-# -- compile once, no per-call work ----------------------------------------------------------------
-
-
-def test_kernels_are_built_once(device):
-    case = CASE_BY_ID["plif-decay"]
-    args = [
-        t.requires_grad_()
-        for t in make_inputs(case, 6, (300,), torch.float32, device)
-        if t is not None
-    ]
-    options = dict(v_reset=None, detach_reset=False, surrogate=ATan(), store_v_seq=False)
-
-    def call(alpha):
-        options["surrogate"] = ATan(alpha=alpha)  # a new alpha is a kernel argument
-        outputs = run_kernel(case, args, **options)
-        torch.autograd.grad(outputs[0].sum() + outputs[1].sum(), args)
-
-    call(2.0)
-    if device == "cuda":
-        count = compiler.compiled_kernel_count
-    else:
-        from sj_cupy import launch
-
-        host = launch.get_launcher()
-        count = lambda: len(host._functions)  # noqa: E731
-    before = count()
-    for alpha in (2.0, 3.0, 2.0, 4.5):
-        call(alpha)
-    assert count() == before
+def _lif_case() -> NeuronCase:
+    return NeuronCase("lif", -0.3, 0.9, False, {"decay_input": True})
 
 
 @pytest.mark.gpu
 def test_no_host_synchronisation():
     require_cuda_and_cupy()
-    case = CASE_BY_ID["plif-decay"]
-    args = [
-        t.requires_grad_()
-        for t in make_inputs(case, 8, (4096,), torch.float32, "cuda")
-        if t is not None
-    ]
-    options = dict(v_reset=None, detach_reset=False, surrogate=ATan(), store_v_seq=True)
-    run_kernel(case, args, **options)  # compile outside the checked region
+    case = _case("plif", None)
+    x_seq, states, tensors = make_inputs(case, 8, (4096,), device="cuda", seed=0)
+    leaves = [t.clone().requires_grad_() for t in (x_seq, *states, *tensors)]
+    kwargs = case.kwargs(ATan(), store_v_seq=True)
+    operators.plif_multi_step(*leaves, **kwargs)  # compile outside the checked region
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        outputs = run_kernel(case, args, **options)
-        grads = torch.autograd.grad(outputs[0].sum() + outputs[2].sum(), args)
+        outputs = operators.plif_multi_step(*leaves, **kwargs)
+        grads = torch.autograd.grad(outputs[0].sum() + outputs[2].sum(), leaves)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert grads[2].shape == (1,)
+    assert grads[2].shape == (1,) and grads[2].item() != 0.0
 
 
 @pytest.mark.gpu
 def test_runs_on_the_current_stream():
     require_cuda_and_cupy()
-    case = CASE_BY_ID["lif-decay"]
-    x_seq, v_init, _, _ = make_inputs(case, 32, (1 << 18,), torch.float32, "cuda")
-    options = dict(v_reset=HARD_V_RESET, detach_reset=False, surrogate=ATan(), store_v_seq=True)
-    expected = run_kernel(case, (x_seq, v_init), **options)
+    case = _lif_case()
+    x_seq, states, _ = make_inputs(case, 32, (1 << 18,), device="cuda", seed=0)
+    kwargs = case.kwargs(ATan(), store_v_seq=True)
+    expected = operators.lif_multi_step(x_seq, *states, **kwargs)
     torch.cuda.synchronize()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         # Work queued on the side stream only: a kernel on another stream would race it.
         x_side = x_seq * 1.0
-        got = run_kernel(case, (x_side, v_init), **options)
-        got = [g.clone() for g in got if g is not None]
+        got = [g.clone() for g in operators.lif_multi_step(x_side, *states, **kwargs)]
     torch.cuda.current_stream().wait_stream(side)
-    for g, e in zip(got, [e for e in expected if e is not None], strict=True):
+    for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
 
 
@@ -327,22 +408,23 @@ def test_streams_without_deprecated_cupy_api():
     # CuPy 14 deprecates ExternalStream in favour of Stream.from_external: a fresh launcher
     # (empty stream cache) wraps the default and a side stream without that warning.
     require_cuda_and_cupy()
-    case = CASE_BY_ID["lif-decay"]
-    x_seq, v_init, _, _ = make_inputs(case, 4, (1024,), torch.float32, "cuda")
-    options = dict(v_reset=0.0, detach_reset=False, surrogate=ATan(), store_v_seq=False)
+    case = _lif_case()
+    x_seq, states, _ = make_inputs(case, 4, (1024,), device="cuda", seed=0)
+    kwargs = case.kwargs(ATan(), store_v_seq=False)
     previous = launch.set_launcher(launch.CupyLauncher())
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message=".*ExternalStream.*")
-            expected = run_kernel(case, (x_seq, v_init), **options)
+            expected = operators.lif_multi_step(x_seq, *states, **kwargs)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                got = run_kernel(case, (x_seq, v_init), **options)
+                got = operators.lif_multi_step(x_seq, *states, **kwargs)
             torch.cuda.current_stream().wait_stream(side)
     finally:
         launch.set_launcher(previous)
     torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
+    assert 0 < expected[0].float().mean() < 1
 
 
 @pytest.mark.gpu
@@ -350,55 +432,10 @@ def test_second_device_when_present():
     require_cuda_and_cupy()
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two CUDA devices")
-    case = CASE_BY_ID["lif-decay"]
-    options = dict(v_reset=0.0, detach_reset=False, surrogate=ATan(), store_v_seq=False)
-    x_seq, v_init, _, _ = make_inputs(case, 5, (1000,), torch.float32, "cuda:1")
-    got = run_kernel(case, (x_seq, v_init), **options)
-    want = run_kernel(case, (x_seq.cuda(0), v_init.cuda(0)), **options)
+    case = _lif_case()
+    x_seq, states, _ = make_inputs(case, 5, (1000,), device="cuda:1", seed=0)
+    kwargs = case.kwargs(ATan(), store_v_seq=False)
+    got = operators.lif_multi_step(x_seq, *states, **kwargs)
+    want = operators.lif_multi_step(x_seq.cuda(0), *(s.cuda(0) for s in states), **kwargs)
     assert got[0].device == torch.device("cuda:1")
     torch.testing.assert_close(got[0].cuda(0), want[0], rtol=0, atol=0)
-
-
-# -- eager path ------------------------------------------------------------------------
-
-
-def test_eager_and_registered_paths_agree_and_refuse_double_backward(device):
-    """Eager calls skip the torch.library dispatcher (ops.EagerMultistep); both paths give
-    identical values and gradients, and neither silently drops second-order terms."""
-    from sj_cupy import operators
-
-    torch.manual_seed(0)
-    x_seq = (torch.rand(5, 3, 8, device=device) * 1.5).requires_grad_()
-    v_init = (torch.rand(3, 8, device=device) * 0.5).requires_grad_()
-    kwargs = dict(
-        tau=2.0,
-        decay_input=True,
-        v_threshold=1.0,
-        v_reset=0.0,
-        detach_reset=False,
-        surrogate_function=Sigmoid(),
-        store_v_seq=True,
-    )
-    eager = operators.lif_multi_step(x_seq, v_init, **kwargs)
-    registered = ops.multistep_forward  # the path torch.compile records
-    spike_seq, v_last, v_seq = eager
-    weights = [torch.rand_like(t) for t in eager]
-    grads = torch.autograd.grad(
-        sum((t * w).sum() for t, w in zip(eager, weights, strict=True)), (x_seq, v_init)
-    )
-    original = torch.compiler.is_compiling
-    try:
-        torch.compiler.is_compiling = lambda: True  # take the registered-op branch
-        via_op = operators.lif_multi_step(x_seq, v_init, **kwargs)
-    finally:
-        torch.compiler.is_compiling = original
-    assert registered is ops.multistep_forward
-    op_grads = torch.autograd.grad(
-        sum((t * w).sum() for t, w in zip(via_op, weights, strict=True)), (x_seq, v_init)
-    )
-    for a, b in zip((*eager, *grads), (*via_op, *op_grads), strict=True):
-        assert torch.equal(a, b)
-    with pytest.raises(RuntimeError, match="second derivative|double backward|differentiable"):
-        spike = operators.lif_multi_step(x_seq, v_init, **kwargs)[0]
-        (g,) = torch.autograd.grad((spike * weights[0]).sum(), x_seq, create_graph=True)
-        torch.autograd.grad(g.sum(), x_seq)

@@ -16,7 +16,8 @@ import statistics
 
 import pytest
 import torch
-from cupy_cases import RecordingLauncher, require_cuda_and_cupy, vector_width
+from cupy_cases import require_cuda_and_cupy, vector_width
+from host_cuda import RecordingLauncher
 
 from sj_core.surrogate import ATan
 from sj_cupy import launch, operators

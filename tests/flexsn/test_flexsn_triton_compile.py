@@ -26,7 +26,6 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 require_flexsn()
 
-from sj_core.kernels import flatten_config  # noqa: E402
 from sj_flexsn import custom_ops  # noqa: E402
 from sj_flexsn.factory import build_flexsn_kernel  # noqa: E402
 
@@ -103,13 +102,13 @@ def test_opcheck():
     kernel = build_flexsn_kernel(make_lif_core(), num_inputs=1, num_states=1, num_outputs=1)
     x_seq = torch.rand(3, 4, device=DEVICE) * 2.0
     v_init = torch.rand(4, device=DEVICE)
-    op = custom_ops.FLEXSN_OP.forward_op
+    op = custom_ops.FLEXSN_OP
     for store_state_seqs in (False, True):
-        config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, store_state_seqs))
-        torch.library.opcheck(op, ([x_seq, v_init], *config, False))
-    config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, False))
-    args = ([x_seq.requires_grad_(), v_init.requires_grad_()], *config, True)
-    torch.library.opcheck(op, args)
+        config = custom_ops.FlexSNConfig(kernel.handle, store_state_seqs)
+        torch.library.opcheck(op.forward_op, op.op_arguments(config, [x_seq, v_init], save=False))
+    config = custom_ops.FlexSNConfig(kernel.handle, False)
+    args = op.op_arguments(config, [x_seq.requires_grad_(), v_init.requires_grad_()], save=True)
+    torch.library.opcheck(op.forward_op, args)
 
 
 @pytest.mark.gpu
@@ -129,17 +128,17 @@ def test_custom_ops_match_the_eager_path():
     kernel = build_flexsn_kernel(multi_io_core, num_inputs=2, num_states=2, num_outputs=3)
     args = [random_inputs((4, 5), 1), random_inputs((4, 5), 2)]
     args += [random_inputs((5,), 3), random_inputs((5,), 4)]
-    forward_op = custom_ops.FLEXSN_OP.forward_op
+    flexsn_op = custom_ops.FLEXSN_OP
     with torch.no_grad():
         eager = kernel(*args)
-        config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, True))
-        op = forward_op(args, *config, False)
+        config = custom_ops.FlexSNConfig(kernel.handle, True)
+        op = flexsn_op.forward_op(*flexsn_op.op_arguments(config, args, save=False))
     for a, b in zip(eager, op, strict=True):
         assert torch.equal(a, b)
     e_args, o_args = [leaf(t) for t in args], [leaf(t) for t in args]
     eager = kernel.final_state(*e_args)
-    config = flatten_config(custom_ops.FlexSNConfig(kernel.handle, False))
-    op = forward_op(o_args, *config, True)[: len(eager)]
+    config = custom_ops.FlexSNConfig(kernel.handle, False)
+    op = flexsn_op.forward_op(*flexsn_op.op_arguments(config, o_args, save=True))[: len(eager)]
     grads = [random_inputs(t.shape, 10 + i) for i, t in enumerate(eager)]
     for a, b in zip(eager, op, strict=True):
         assert torch.equal(a, b)

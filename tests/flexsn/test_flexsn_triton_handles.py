@@ -17,7 +17,6 @@ from flexsn_triton_cases import DEVICE, leaf, make_lif_core, random_inputs, requ
 
 require_flexsn()
 
-from sj_core.kernels import flatten_config  # noqa: E402
 from sj_flexsn import custom_ops  # noqa: E402
 from sj_flexsn.factory import build_flexsn_kernel  # noqa: E402
 
@@ -124,8 +123,9 @@ def test_custom_op_autograd_keeps_the_handle_until_its_node_is_freed():
     kernel = _build()
     handle = kernel.handle
     x_seq, v_init = leaf(random_inputs((3, 4), 2, 0.0, 2.0)), leaf(torch.zeros(4, device=DEVICE))
-    config = flatten_config(custom_ops.FlexSNConfig(handle, False))
-    spikes, v_last, *_ = custom_ops.FLEXSN_OP.forward_op([x_seq, v_init], *config, True)
+    op = custom_ops.FLEXSN_OP
+    arguments = op.op_arguments(custom_ops.FlexSNConfig(handle, False), [x_seq, v_init], save=True)
+    spikes, v_last, *_ = op.forward_op(*arguments)
     del kernel
     gc.collect()
     entry = custom_ops.get_flexsn_kernel_handle(handle)

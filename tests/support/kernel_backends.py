@@ -84,6 +84,7 @@ class GridBackend:
             return
         from host_cuda import HostLauncher, RecordingLauncher
 
+        from sj_core.backends import registry
         from sj_cupy import launch
 
         if self.device == "cpu":
@@ -91,10 +92,21 @@ class GridBackend:
         else:
             launcher = RecordingLauncher(launch.CupyLauncher())
         previous = launch.set_launcher(launcher)
+        # Modules ask the registry, which finds no CuPy and no GPU on a CPU machine: hand
+        # it the operators directly (a cached operator is not checked again).
+        cached = {}
+        if self.device == "cpu":
+            for key in registry.get_backend("cupy").operators:
+                if key != "flexsn":
+                    neuron, mode = key.split(".")
+                    cached[("cupy", key)] = self.operator(neuron, mode)
+            registry._OPERATOR_CACHE.update(cached)
         try:
             yield
         finally:
             launch.set_launcher(previous)
+            for key in cached:
+                registry._OPERATOR_CACHE.pop(key, None)
 
 
 _BUILD_DIR: Path | None = None
