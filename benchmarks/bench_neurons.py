@@ -1,11 +1,12 @@
 """Multi-step neuron kernels against the memory-bandwidth floor (GPU).
 
-For each backend, neuron (IF/LIF/PLIF), dtype and T, with N neurons per step, prints
-inference and forward+backward times, effective bandwidth, and the percentage of the
-floor: the time a device-to-device copy of the same number of bytes takes, measured in
-the same run. Bytes per element per step: inference 2 x dtype (read x, write spike);
-forward+backward 6 x dtype (read x, write spike, write H; read grad_spike, read H,
-write grad_x).
+For each backend, neuron (every statement of sj-core: IF, LIF, PLIF, QIF, EIF,
+Izhikevich), dtype and T, with N neurons per step, prints inference and forward+backward
+times, effective bandwidth, and the percentage of the floor: the time a device-to-device
+copy of the same number of bytes takes, measured in the same run. Bytes per element per
+step: inference 2 x dtype (read x, write spike); forward+backward 6 x dtype (read x, write
+spike, write H; read grad_spike, read H, write grad_x), plus 1 x dtype for a neuron whose
+backward reads the input too (PLIF with decay_input: its 1/tau gradient is taken from X).
 
     python benchmarks/bench_neurons.py                     # triton + torch loop
     python benchmarks/bench_neurons.py --backends triton cupy flexsn torch
@@ -25,8 +26,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-NEURONS = ("if", "lif", "plif")
+NEURONS = ("if", "lif", "plif", "qif", "eif", "izhikevich")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+# Each neuron's float parameters (the modules' defaults); flags are set to True.
+PARAMS = {
+    "if": {},
+    "lif": {"tau": 2.0},
+    "plif": {},
+    "qif": {"tau": 2.0, "v_c": 0.8, "a0": 1.0, "v_rest": 0.0},
+    "eif": {"tau": 2.0, "delta_T": 1.0, "theta_rh": 0.8, "v_rest": 0.0},
+    "izhikevich": {"tau": 2.0, "v_c": 0.8, "a0": 1.0, "v_rest": -0.1, "a": 0.0, "b": 0.0,
+                   "tau_w": 2.0},
+}  # fmt: skip
 
 
 @dataclass
@@ -64,22 +76,32 @@ def _surrogate():
 
 
 def make_operator(backend: str, neuron: str) -> Callable:
-    """The operator-contract function ``(x_seq, v_init, [r_tau]) -> outputs`` to time."""
+    """The operator-contract function ``(x_seq, *states, *tensors) -> outputs`` to time."""
+    from sj_core.neuron.statements import FLAG, STATEMENTS
+
     kwargs = dict(v_threshold=1.0, v_reset=0.0, detach_reset=False, surrogate_function=_surrogate())
-    if neuron == "lif":
-        kwargs.update(tau=2.0, decay_input=True)
-    if neuron == "plif":
-        kwargs.update(decay_input=True)
+    kwargs.update(PARAMS[neuron])
+    kwargs.update({flag: True for flag in STATEMENTS[neuron].names(FLAG)})
     if backend == "flexsn":
         return make_flexsn_lif(kwargs) if neuron == "lif" else None
     from sj_core import backends
 
     op = backends.get_operator(backend, f"{neuron}.multi_step")
 
-    def run(x_seq, v_init, *tensors):
-        return op(x_seq, v_init, *tensors, store_v_seq=False, **kwargs)
+    def run(x_seq, *tensors):
+        return op(x_seq, *tensors, store_v_seq=False, **kwargs)
 
     return run
+
+
+def bytes_per_element_step(neuron: str) -> int:
+    """Elements moved per neuron and step by forward+backward (in units of the dtype)."""
+    from sj_core.neuron.statements import STATEMENTS, flag_settings, kernel_equations
+
+    statement = STATEMENTS[neuron]
+    flags = {name: True for name in flag_settings(statement)[0]}
+    reads = kernel_equations(statement, flags, hard_reset=True).backward_reads
+    return 6 + ("x" in reads)
 
 
 def make_flexsn_lif(kwargs: dict) -> Callable | None:
@@ -113,24 +135,27 @@ def measure(
         return []
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.rand((T, N), device="cuda", generator=gen).mul_(1.5).to(dtype)
-    v0 = torch.zeros(N, device="cuda", dtype=dtype)
+    states = [torch.zeros(N, device="cuda", dtype=dtype)]
+    if neuron == "izhikevich":
+        states.append(torch.zeros(N, device="cuda", dtype=dtype))
     tensors = (torch.tensor([0.5], device="cuda"),) if neuron == "plif" else ()
     element = torch.finfo(dtype).bits // 8
     rows = []
 
     def infer():
         with torch.no_grad():
-            return op(x, v0, *tensors)
+            return op(x, *states, *tensors)
 
     xg = x.clone().requires_grad_()
     grad = torch.rand_like(x)
     extra = tuple(t.clone().requires_grad_() for t in tensors)
 
     def train():
-        spike_seq = op(xg, v0, *extra)[0]
+        spike_seq = op(xg, *states, *extra)[0]
         return torch.autograd.grad(spike_seq, (xg, *extra), grad)
 
-    for mode, fn, per_element in (("inference", infer, 2), ("fwd+bwd", train, 6)):
+    training_bytes = bytes_per_element_step(neuron)
+    for mode, fn, per_element in (("inference", infer, 2), ("fwd+bwd", train, training_bytes)):
         n_bytes = per_element * element * T * N
         timings = [("eager", bench_ms(fn, reps=30 if backend == "torch" else 100))]
         if graphs and backend != "torch":
@@ -164,18 +189,18 @@ def _name(dtype: torch.dtype) -> str:
 
 def sweep(N: int, bw: float) -> None:
     """Try (BLOCK, num_warps) variants of the Triton kernels on LIF fp32 (graph timing)."""
-    from sj_triton.neuron_kernel import launch, ops
+    from sj_triton.neuron_kernel import kernel_op
 
-    original = launch.block_config
+    original = kernel_op.block_config
     print("| BLOCK | warps | T | inference % | fwd+bwd % |")
     print("|---|---|---|---|---|")
     for block, warps in ((256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8)):
-        ops.block_config = lambda ncl, b=block, w=warps: (b, w)
+        kernel_op.block_config = lambda ncl, b=block, w=warps: (b, w)
         for T in (4, 8, 64):
             rows = measure("triton", "lif", torch.float32, T, N, bw)
             inf, train = (r for r in rows if r.mode.endswith("graph"))
             print(f"| {block} | {warps} | {T} | {inf.floor_pct:.1f} | {train.floor_pct:.1f} |")
-    ops.block_config = original
+    kernel_op.block_config = original
 
 
 def main(argv: list[str] | None = None) -> int:
