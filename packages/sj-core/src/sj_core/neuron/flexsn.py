@@ -29,7 +29,6 @@ import torch
 from .. import backends
 from ..base import MemoryModule, placed_like
 from ..kernels.triton_interpreter import interpreter_enabled
-from .base_node import check_bool
 from .flexsn_validation import (
     check_core,
     check_core_returns,
@@ -39,6 +38,7 @@ from .flexsn_validation import (
     check_requires_grad,
     check_states,
 )
+from .validation import check_bool
 
 __all__ = ["FlexSN", "FlexSNKernel"]
 
