@@ -146,7 +146,10 @@ def multistep(
     Returns:
         ``(spike_seq, *final_states, v_seq | None)``.
     """
-    params, v_threshold, v_reset = statement.validate(params, v_threshold, v_reset)
+    if not torch.compiler.is_compiling():
+        # Checked before compiling (the inductor backend does); a traced loop takes its
+        # parameters as they are, symbolic ones (dynamic=True) included.
+        params, v_threshold, v_reset = statement.validate(params, v_threshold, v_reset)
     states, parameters = split_operator_tensors(statement, x_seq, tensors)
     spikes: list[torch.Tensor] = []
     v_seq: list[torch.Tensor] = []

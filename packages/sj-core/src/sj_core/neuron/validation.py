@@ -5,7 +5,6 @@ Each raises ``TypeError``/``ValueError`` naming the argument and what is accepte
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ def check_float(name: str, value: Any, *, allow_none: bool = False) -> float | N
         accepted = "a float or None" if allow_none else "a float"
         raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
     value = float(value)
-    if math.isnan(value):
+    if value != value:  # NaN; written so that torch.compile can trace it (not math.isnan)
         raise ValueError(f"{name} must be a number, got nan")
     return value
 
