@@ -98,5 +98,5 @@ def surrogate_gradient(x, p0, p1, SG: tl.constexpr, N_TERMS: tl.constexpr):
         g = g * (4.0 / p0)
     else:  # FakeNumericalGradient(alpha): min(1/|x|, alpha), alpha at x = 0
         ax = tl.abs(x)
-        g = tl.where(ax * p0 < 1.0, p0, 1.0 / tl.maximum(ax, 1e-38))
+        g = tl.where(ax * p0 < 1.0, p0, 1.0 / tl.maximum(ax, 1.0e-30))
     return g
