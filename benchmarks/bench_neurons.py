@@ -187,20 +187,27 @@ def _name(dtype: torch.dtype) -> str:
     return next(k for k, v in DTYPES.items() if v == dtype)
 
 
-def sweep(N: int, bw: float) -> None:
-    """Try (BLOCK, num_warps) variants of the Triton kernels on LIF fp32 (graph timing)."""
-    from sj_triton.neuron_kernel import kernel_op
+def sweep(N: int, bw: float, dtypes: list[str], Ts: list[int]) -> None:
+    """Try (BLOCK, num_warps, prefetch) variants of the Triton kernels on LIF (graph timing)."""
+    from sj_triton.neuron_kernel import kernel_op, launch_config
 
-    original = kernel_op.block_config
-    print("| BLOCK | warps | T | inference % | fwd+bwd % |")
-    print("|---|---|---|---|---|")
-    for block, warps in ((256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8)):
-        kernel_op.block_config = lambda ncl, b=block, w=warps: (b, w)
-        for T in (4, 8, 64):
-            rows = measure("triton", "lif", torch.float32, T, N, bw)
-            inf, train = (r for r in rows if r.mode.endswith("graph"))
-            print(f"| {block} | {warps} | {T} | {inf.floor_pct:.1f} | {train.floor_pct:.1f} |")
-    kernel_op.block_config = original
+    original = kernel_op.block_config, launch_config.PREFETCH
+    print("| dtype | BLOCK | warps | prefetch | T | inference % | fwd+bwd % |")
+    print("|---|---|---|---|---|---|---|")
+    for dtype in dtypes:
+        for block, warps in ((1024, 4), (1024, 8), (2048, 8)):
+            for prefetch in (False, True):
+                kernel_op.block_config = lambda ncl, b=block, w=warps: (b, w)
+                launch_config.PREFETCH = prefetch
+                for T in Ts:
+                    rows = measure("triton", "lif", DTYPES[dtype], T, N, bw)
+                    inf, train = (r for r in rows if r.mode.endswith("graph"))
+                    print(
+                        f"| {dtype} | {block} | {warps} | {prefetch} | {T} | "
+                        f"{inf.floor_pct:.1f} | {train.floor_pct:.1f} |",
+                        flush=True,
+                    )
+    kernel_op.block_config, launch_config.PREFETCH = original
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"copy bandwidth (read+write): {bw / 1e12:.3f} TB/s; N = {args.N} neurons per step\n")
     if args.sweep:
-        sweep(args.N, bw)
+        sweep(args.N, bw, args.dtypes, args.T)
         return 0
 
     rows: list[Row] = []

@@ -30,6 +30,7 @@ from sj_core.kernels import (
     launch_lock,
 )
 
+from . import launch_config
 from .equations import BACKWARD_READS, NEURON_IDS
 from .kernels import neuron_backward_kernel, neuron_forward_kernel
 from .launch_config import (
@@ -92,7 +93,8 @@ class TritonNeuronKernels(NeuronKernels):
                 NEURON=NEURON_IDS[config.neuron], FLAGS=config.flags,
                 HARD_RESET=config.hard_reset, HAS_W=w_init is not None, HAS_R=r is not None,
                 SAVE_H=save, STORE_V_SEQ=config.store_v_seq,
-                FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION, BLOCK=block, num_warps=num_warps,
+                FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION, PREFETCH=launch_config.PREFETCH,
+                BLOCK=block, num_warps=num_warps,
             )  # fmt: skip
         return self.results(x_seq, [spike_seq, v_last, w_last, v_seq, w_seq, h_seq], placeholders)
 

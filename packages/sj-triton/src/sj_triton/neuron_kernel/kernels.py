@@ -84,6 +84,7 @@ def neuron_forward_kernel(
     SAVE_H: tl.constexpr,
     STORE_V_SEQ: tl.constexpr,
     FIX_H_ROUNDING: tl.constexpr,
+    PREFETCH: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
@@ -114,8 +115,19 @@ def neuron_forward_kernel(
     h_ptrs = h_ptr + offs
     v_seq_ptrs = v_seq_ptr + offs
     w_seq_ptrs = w_seq_ptr + offs
-    for _ in range(T):
-        x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+    if PREFETCH:
+        # Step t + 1's input is loaded before step t is computed: two loads in flight per
+        # thread, which short sequences need to keep the memory system busy. (The host
+        # launches only for T >= 1.)
+        x_next = tl.load(x_ptrs, mask=mask, other=0.0)
+    for t in range(T):
+        if PREFETCH:
+            x = x_next.to(tl.float32)
+            # (The step index broadcast to the block: a scalar condition in a mask is
+            # refused by the interpreter.)
+            x_next = tl.load(x_ptrs + NCL, mask=mask & (offs * 0 + t < T - 1), other=0.0)
+        else:
+            x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
         h = charge(x, v, w, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS)
         if HAS_W:
             w = adapt(h, w, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS)

@@ -16,7 +16,14 @@ from sj_core.kernels import NeuronKernelConfig
 
 from .equations import SCALAR_SLOTS
 
-__all__ = ["LOW_PRECISION", "block_config", "device_guard", "scalar_slots", "threshold_neighbours"]
+__all__ = [
+    "LOW_PRECISION",
+    "PREFETCH",
+    "block_config",
+    "device_guard",
+    "scalar_slots",
+    "threshold_neighbours",
+]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -31,6 +38,10 @@ def block_config(ncl: int) -> tuple[int, int]:
     if ncl >= 1 << 18:
         return 1024, 4
     return 256, 2
+
+
+#: Whether the forward kernel loads step t + 1's input before computing step t.
+PREFETCH = True
 
 
 def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
