@@ -22,7 +22,10 @@ DEFAULT_TORCH = "2.13.0"
 TORCH_MATRIX = ["2.6.0", "2.10.0", "2.14.1"]
 
 PACKAGES = ["packages/sj-core", "packages/sj-triton", "packages/sj-cupy", "packages/sj-flexsn"]
-TEST_DEPS = ["pytest>=8", "scikit-learn>=1.2", "tqdm>=4.60"]
+TEST_DEPS = ["pytest>=8", "scikit-learn>=1.2", "tqdm>=4.60", "loguru>=0.7"]
+# The reference system, which tests/conformance/test_reference_system.py runs our nodes
+# against: its torch path imports with loguru alone, so none of its other dependencies.
+REFERENCE_SYSTEM = "spikingjelly==2.0.0"
 
 
 def _install_project(session: nox.Session, torch_version: str, *, triton: bool = True) -> None:
@@ -31,6 +34,7 @@ def _install_project(session: nox.Session, torch_version: str, *, triton: bool =
     editable = [arg for package in PACKAGES for arg in ("-e", package)]
     extra = ["triton"] if triton else []
     session.install(*editable, *TEST_DEPS, *extra)
+    session.install("--no-deps", REFERENCE_SYSTEM)
 
 
 def _run_pytest(session: nox.Session) -> None:
@@ -75,10 +79,32 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
-    """Train a small spiking network on scikit-learn's digits (CPU, well under a minute)."""
+    """Train a small spiking network on scikit-learn's digits (CPU, well under a minute),
+    draw its activity and round-trip it through NIR."""
     session.install(f"torch=={DEFAULT_TORCH}")
-    session.install("-e", "packages/sj-core[demo]")
+    session.install("-e", "packages/sj-core[demo,nir,plot]")
     session.run("python", "examples/train_digits.py", *session.posargs)
+
+
+# The tests that need sj-core's optional extras (in the default session they skip), and
+# the NIR interop with snnTorch, pinned: the tests rely on that release's conventions
+# (its NIR exporter still calls nirtorch's extract_nir_graph).
+EXTRAS_TESTS = [
+    "tests/core/test_nir.py",
+    "tests/core/test_nir_snntorch.py",
+    "tests/core/test_visualizing.py",
+    "tests/core/test_demo.py",
+    "tests/core/test_optional_dependencies.py",
+]
+SNNTORCH = ["snntorch==1.0.0", "nirtorch==2.6"]
+
+
+@nox.session(python="3.11")
+def extras(session: nox.Session) -> None:
+    """sj-core's optional extras: NIR export/import (nir), figures (plot), snnTorch interop."""
+    session.install(f"torch=={DEFAULT_TORCH}")
+    session.install("-e", "packages/sj-core[demo,nir,plot]", *TEST_DEPS, *SNNTORCH)
+    session.run("python", "-m", "pytest", *(session.posargs or EXTRAS_TESTS))
 
 
 @nox.session(python="3.11")

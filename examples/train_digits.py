@@ -13,23 +13,36 @@ smooth ATan derivative in the backward pass) and backpropagation through time. T
 neurons' state (membrane potential) is reset with ``functional.reset_net`` after every
 batch, because each batch is a new set of independent sequences.
 
+After training it looks inside the network and hands it on:
+
+* with matplotlib (``pip install 'sj-core[plot]'``), it records the layers' spikes and
+  potentials with ``sj_core.monitor`` and draws them with ``sj_core.visualizing``: a
+  raster of the hidden layer, one output neuron's potential and spikes, and the output
+  firing rates per true class, as PNG files in ``--output-dir``;
+* with nir (``pip install 'sj-core[nir]'``), it exports the network to a NIR file with
+  ``sj_core.nir.to_nir``, loads it back with ``from_nir`` and checks that the copy makes
+  the same predictions.
+
 Run it (CPU, well under a minute)::
 
     python examples/train_digits.py                    # 15 epochs, T = 8, seed 0
-    python examples/train_digits.py --epochs 5 --T 4 --device cuda
+    python examples/train_digits.py --epochs 5 --T 4 --device cuda --output-dir out
 
-It exits with status 1 if the final test accuracy is below 95%, so CI can run it as a
-check.
+It exits with status 1 if the final test accuracy is below 95%, or if the network read
+back from NIR predicts differently, so CI can run it as a check.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +51,11 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from tqdm import tqdm
 
-from sj_core import functional, layer, neuron, surrogate
+from sj_core import functional, layer, monitor, neuron, surrogate
 
 TARGET_ACCURACY = 0.95
 NUM_CLASSES = 10
+DEFAULT_OUTPUT_DIR = Path(tempfile.gettempdir()) / "sj-digits-demo"
 
 
 @dataclass
@@ -210,6 +224,113 @@ def _train(
     )
 
 
+@dataclass
+class Activity:
+    """What the LIF layers did with a batch of images (from ``record_activity``)."""
+
+    spikes: list[torch.Tensor]  # per LIF layer, [T, N, features]
+    potentials: list[torch.Tensor]  # per LIF layer, the post-reset potential [T, N, features]
+    v_threshold: float
+    v_reset: float | None
+
+
+@torch.no_grad()
+def record_activity(net: nn.Module, images: torch.Tensor, T: int) -> Activity:
+    """Show ``images`` ``[N, 64]`` to ``net`` and record every LIF layer with monitors."""
+    lifs = [m for m in net.modules() if isinstance(m, neuron.LIFNode)]
+    stored = [node.store_v_seq for node in lifs]
+    for node in lifs:
+        node.store_v_seq = True  # keep every step's potential, not only the last one
+    net.eval()
+    try:
+        with (
+            monitor.OutputMonitor(net, neuron.LIFNode, lambda s: s.detach().cpu()) as spikes,
+            monitor.AttributeMonitor(
+                "v_seq", False, net, neuron.LIFNode, lambda v: v.detach().cpu()
+            ) as potentials,
+        ):
+            firing_rates(net, images, T)
+    finally:
+        for node, keep in zip(lifs, stored, strict=True):
+            node.store_v_seq = keep
+    return Activity(spikes.records, potentials.records, lifs[-1].v_threshold, lifs[-1].v_reset)
+
+
+def class_firing_rates(output_spikes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean firing rate of each output neuron for the images of each true class:
+    ``[T, N, 10]`` spikes and ``[N]`` labels -> ``[classes, neurons]``."""
+    rates = output_spikes.mean(dim=0)  # [N, 10]
+    return torch.stack([rates[labels == c].mean(dim=0) for c in range(NUM_CLASSES)])
+
+
+def save_figures(net: nn.Module, data: Digits, T: int, out_dir: Path) -> dict[str, object]:
+    """Draw the test set's activity; write ``<name>.png`` files; return the figures."""
+    from sj_core import visualizing
+
+    activity = record_activity(net, data.x_test, T)
+    hidden, output = activity.spikes
+    label = int(data.y_test[0])
+    figures = {
+        "hidden_raster": visualizing.plot_1d_spikes(
+            hidden[:, 0], title=f"hidden layer, first test image (a {label})"
+        ),
+        "output_neuron": visualizing.plot_one_neuron_v_s(
+            activity.potentials[1][:, 0, label],
+            output[:, 0, label],
+            v_threshold=activity.v_threshold,
+            v_reset=activity.v_reset,
+            title=f"output neuron {label}, first test image (a {label})",
+        ),
+        "output_rates": visualizing.plot_2d_heatmap(
+            class_firing_rates(output, data.y_test.cpu()),
+            title="output firing rates by true class",
+            xlabel="true class",
+            ylabel="output neuron",
+            colorbar_label="spikes per step",
+        ),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, figure in figures.items():
+        figure.savefig(out_dir / f"{name}.png")
+    rates = ", ".join(f"{s.mean():.3f}" for s in activity.spikes)
+    print(f"mean firing rates (spikes per step), hidden and output layers: {rates}")
+    return figures
+
+
+@dataclass
+class NIRCheck:
+    """What :func:`nir_round_trip` did."""
+
+    path: Path  # the NIR file written
+    agreeing: int  # test images the reloaded network classifies as the trained one does
+    total: int
+
+
+@torch.no_grad()
+def nir_round_trip(net: nn.Module, data: Digits, T: int, path: Path) -> NIRCheck:
+    """Export ``net`` to a NIR file, load it back, and compare their test predictions."""
+    import nir
+
+    from sj_core.nir import from_nir, to_nir
+
+    net.eval()
+    graph = to_nir(net, data.x_test[:1].unsqueeze(0).expand(T, -1, -1))  # [T, 1, 64]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nir.write(path, graph)
+    reloaded = from_nir(path).to(data.x_test.device)
+    ours = firing_rates(net, data.x_test, T).argmax(dim=1)
+    theirs = firing_rates(reloaded, data.x_test, T).argmax(dim=1)
+    return NIRCheck(path, int((ours == theirs).sum()), len(ours))
+
+
+def _installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -218,6 +339,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--device", default=default_device, help=f"torch device (default {default_device})"
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_OUTPUT_DIR,
+        help=f"where the figures and the NIR file go (default {DEFAULT_OUTPUT_DIR})",
     )
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.T < 1:
@@ -234,10 +361,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LIF layers ran on backend: {', '.join(result.backends)}")
     print(f"final test accuracy: {result.accuracy:.2%} (target >= {TARGET_ACCURACY:.0%})")
     print(f"wall time: {result.seconds:.1f} s")
+    status = 0
     if result.accuracy < TARGET_ACCURACY:
         print("FAILED: accuracy below target", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    data = load_data(args.seed, torch.device(args.device))
+    with single_cpu_thread(torch.device(args.device)):
+        if _installed("matplotlib"):
+            save_figures(result.network, data, args.T, args.output_dir)
+            print(f"figures: {args.output_dir}/{{hidden_raster,output_neuron,output_rates}}.png")
+        else:
+            print("figures skipped: matplotlib is not installed (pip install 'sj-core[plot]')")
+        if _installed("nir"):
+            check = nir_round_trip(result.network, data, args.T, args.output_dir / "digits.nir")
+            print(
+                f"NIR: wrote {check.path}; read back with from_nir, it makes the same "
+                f"prediction on {check.agreeing}/{check.total} test images"
+            )
+            if check.agreeing != check.total:
+                print(
+                    "FAILED: the network read back from NIR predicts differently", file=sys.stderr
+                )
+                status = 1
+        else:
+            print("NIR export skipped: nir is not installed (pip install 'sj-core[nir]')")
+    return status
 
 
 if __name__ == "__main__":

@@ -2,18 +2,21 @@
 
 The fast tests run the demo's ``train`` in-process with a small budget and check its
 reported accuracy against an accuracy computed here independently (our own split with
-scikit-learn, our own encoding and read-out, scikit-learn's ``accuracy_score``). The full
-run, as users and CI start it, is marked ``slow``.
+scikit-learn, our own encoding and read-out, scikit-learn's ``accuracy_score``). The
+figures and the NIR round trip are checked the same way, when matplotlib and nir are
+installed. The full run, as users and CI start it, is marked ``slow``.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,8 +48,11 @@ def short_run():
     return demo.train(epochs=2, T=8, seed=0, device="cpu", progress=False)
 
 
-def _independent_test_accuracy(network: torch.nn.Module, T: int, seed: int) -> float:
-    """Accuracy of ``network`` on a 25% stratified test split built here, not by the demo."""
+def _independent_test_spikes(
+    network: torch.nn.Module, T: int, seed: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """The output spikes ``[T, N, 10]`` of ``network`` on a 25% stratified test split
+    built here, not by the demo, and that split's labels."""
     digits = load_digits()
     _, x_test, _, y_test = train_test_split(
         digits.data / 16.0,
@@ -62,8 +68,13 @@ def _independent_test_accuracy(network: torch.nn.Module, T: int, seed: int) -> f
             if hasattr(module, "reset"):
                 module.reset()
     assert set(spikes.unique().tolist()) <= {0.0, 1.0}, "the read-out must be spikes"
-    predictions = spikes.sum(dim=0).argmax(dim=1).numpy()
-    return accuracy_score(y_test, predictions)
+    return spikes, y_test
+
+
+def _independent_test_accuracy(network: torch.nn.Module, T: int, seed: int) -> float:
+    """Accuracy of ``network`` on the test split built here."""
+    spikes, labels = _independent_test_spikes(network, T, seed)
+    return accuracy_score(labels, spikes.sum(dim=0).argmax(dim=1).numpy())
 
 
 def test_short_training_reaches_a_sensible_accuracy(short_run):
@@ -98,16 +109,66 @@ def test_training_restores_the_torch_thread_count():
     assert torch.get_num_threads() == before
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize(
     ("target", "expected_status"), [(0.0, 0), (1.01, 1)], ids=["target-met", "target-missed"]
 )
-def test_exit_status_follows_the_accuracy_target(monkeypatch, capsys, target, expected_status):
+def test_exit_status_follows_the_accuracy_target(
+    monkeypatch, capsys, tmp_path, target, expected_status
+):
     monkeypatch.setattr(demo, "TARGET_ACCURACY", target)
-    status = demo.main(["--epochs", "1", "--T", "2", "--device", "cpu"])
+    argv = ["--epochs", "1", "--T", "2", "--device", "cpu", "--output-dir", str(tmp_path)]
+    status = demo.main(argv)
     assert status == expected_status
     out = capsys.readouterr().out
     assert "LIF layers ran on backend: torch, torch" in out
     assert re.search(r"final test accuracy: \d+\.\d\d%", out)
+    if _importable("matplotlib"):
+        assert (tmp_path / "output_rates.png").is_file()
+    else:
+        assert "figures skipped: matplotlib is not installed" in out
+    if _importable("nir"):
+        assert re.search(r"same prediction on (\d+)/\1 test images", out)
+    else:
+        assert "NIR export skipped: nir is not installed" in out
+
+
+def test_figures_show_the_recorded_activity(short_run, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (sj-core[plot])")
+    data = demo.load_data(seed=0, device=torch.device("cpu"))
+    figures = demo.save_figures(short_run.network, data, 8, tmp_path)
+    for name in ("hidden_raster", "output_neuron", "output_rates"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    spikes, labels = _independent_test_spikes(short_run.network, T=8, seed=0)
+    # The mean firing rate of every output neuron over the test images of each class.
+    expected = np.zeros((10, 10))
+    for c in range(10):
+        expected[c] = spikes[:, labels == c].mean(dim=(0, 1)).numpy()
+    shown = figures["output_rates"].axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, expected.T, rtol=1e-6)  # classes along x
+    first = figures["output_neuron"].axes[1].collections[0].get_offsets()[:, 0]
+    fired = np.nonzero(spikes[:, 0, labels[0]].numpy())[0]
+    np.testing.assert_array_equal(first, fired)  # the true class's neuron, first image
+
+
+def test_nir_round_trip_keeps_every_prediction(short_run, tmp_path):
+    pytest.importorskip("nir", reason="nir is not installed (sj-core[nir])")
+    from sj_core.nir import from_nir
+
+    data = demo.load_data(seed=0, device=torch.device("cpu"))
+    check = demo.nir_round_trip(short_run.network, data, 8, tmp_path / "digits.nir")
+    assert (check.agreeing, check.total) == (450, 450)
+    reloaded = from_nir(tmp_path / "digits.nir")
+    assert _independent_test_accuracy(reloaded, T=8, seed=0) == pytest.approx(
+        short_run.accuracy, abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--T", "0"]], ids=["no-epochs", "no-steps"])
@@ -118,9 +179,9 @@ def test_bad_arguments_are_refused(argv):
 
 
 @pytest.mark.slow
-def test_full_demo_run_reaches_95_percent():
+def test_full_demo_run_reaches_95_percent(tmp_path):
     completed = subprocess.run(
-        [sys.executable, str(DEMO), "--device", "cpu"],
+        [sys.executable, str(DEMO), "--device", "cpu", "--output-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,
