@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from . import backends
+from .. import backends
 
 __all__ = [
     "detach_net",
