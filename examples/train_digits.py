@@ -15,10 +15,11 @@ batch, because each batch is a new set of independent sequences.
 
 After training it looks inside the network and hands it on:
 
-* with matplotlib (``pip install 'sj-core[plot]'``), it records the layers' spikes and
-  potentials with ``sj_core.monitor`` and draws them with ``sj_core.visualizing``: a
-  raster of the hidden layer, one output neuron's potential and spikes, and the output
-  firing rates per true class, as PNG files in ``--output-dir``;
+* with matplotlib (``pip install 'sj-core[plot]'``), it records the layers' spikes,
+  potentials and firing rates with ``sj_core.monitor`` and draws them with
+  ``sj_core.visualizing``: a raster of the hidden layer, a histogram of each layer's
+  firing rates, one output neuron's potential and spikes, and the output firing rates
+  per true class, as PNG files in ``--output-dir`` (it prints their paths);
 * with nir (``pip install 'sj-core[nir]'``), it exports the network to a NIR file with
   ``sj_core.nir.to_nir``, loads it back with ``from_nir`` and checks that the copy makes
   the same predictions.
@@ -226,34 +227,29 @@ def _train(
 
 @dataclass
 class Activity:
-    """What the LIF layers did with a batch of images (from ``record_activity``)."""
+    """The monitors that watched the LIF layers ("1" and "3") during ``record_activity``."""
 
-    spikes: list[torch.Tensor]  # per LIF layer, [T, N, features]
-    potentials: list[torch.Tensor]  # per LIF layer, the post-reset potential [T, N, features]
+    spikes: monitor.OutputMonitor  # each layer's spikes [T, N, features]
+    potentials: monitor.MembranePotentialMonitor  # each layer's potential at every step
+    rates: monitor.FiringRateMonitor  # each layer's firing rate per neuron
     v_threshold: float
     v_reset: float | None
 
 
 @torch.no_grad()
 def record_activity(net: nn.Module, images: torch.Tensor, T: int) -> Activity:
-    """Show ``images`` ``[N, 64]`` to ``net`` and record every LIF layer with monitors."""
-    lifs = [m for m in net.modules() if isinstance(m, neuron.LIFNode)]
-    stored = [node.store_v_seq for node in lifs]
-    for node in lifs:
-        node.store_v_seq = True  # keep every step's potential, not only the last one
+    """Show ``images`` ``[N, 64]`` to ``net`` and record every LIF layer with monitors
+    (on the CPU, whatever the device)."""
     net.eval()
-    try:
-        with (
-            monitor.OutputMonitor(net, neuron.LIFNode, lambda s: s.detach().cpu()) as spikes,
-            monitor.AttributeMonitor(
-                "v_seq", False, net, neuron.LIFNode, lambda v: v.detach().cpu()
-            ) as potentials,
-        ):
-            firing_rates(net, images, T)
-    finally:
-        for node, keep in zip(lifs, stored, strict=True):
-            node.store_v_seq = keep
-    return Activity(spikes.records, potentials.records, lifs[-1].v_threshold, lifs[-1].v_reset)
+    lif = neuron.LIFNode
+    with (
+        monitor.OutputMonitor(net, lif, to_cpu=True) as spikes,
+        monitor.MembranePotentialMonitor(net, lif, to_cpu=True) as potentials,
+        monitor.FiringRateMonitor(net, lif, to_cpu=True) as rates,
+    ):
+        firing_rates(net, images, T)
+    last = [m for m in net.modules() if isinstance(m, lif)][-1]
+    return Activity(spikes, potentials, rates, last.v_threshold, last.v_reset)
 
 
 def class_firing_rates(output_spikes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -263,26 +259,35 @@ def class_firing_rates(output_spikes: torch.Tensor, labels: torch.Tensor) -> tor
     return torch.stack([rates[labels == c].mean(dim=0) for c in range(NUM_CLASSES)])
 
 
+#: The figures :func:`save_figures` writes, ``<name>.png`` each.
+FIGURES = ("hidden_raster", "firing_rates", "output_neuron", "output_rates")
+
+
 def save_figures(net: nn.Module, data: Digits, T: int, out_dir: Path) -> dict[str, object]:
-    """Draw the test set's activity; write ``<name>.png`` files; return the figures."""
+    """Draw the test set's activity; write ``<name>.png`` for each of :data:`FIGURES`;
+    return the figures."""
     from sj_core import visualizing
 
     activity = record_activity(net, data.x_test, T)
-    hidden, output = activity.spikes
+    hidden, output = "1", "3"  # the LIF layers' names in the nn.Sequential
     label = int(data.y_test[0])
+    output_spikes = activity.spikes.sequence(output)  # [T, N, 10]
     figures = {
-        "hidden_raster": visualizing.plot_1d_spikes(
-            hidden[:, 0], title=f"hidden layer, first test image (a {label})"
+        "hidden_raster": visualizing.plot_spike_raster(
+            activity.spikes, layer=hidden, sample=0, title=f"first test image (a {label}),"
+        ),
+        "firing_rates": visualizing.plot_firing_rate_histogram(
+            activity.rates, title="test set,", figsize=(8.0, 3.0)
         ),
         "output_neuron": visualizing.plot_one_neuron_v_s(
-            activity.potentials[1][:, 0, label],
-            output[:, 0, label],
+            activity.potentials.sequence(output)[:, 0, label],
+            output_spikes[:, 0, label],
             v_threshold=activity.v_threshold,
             v_reset=activity.v_reset,
             title=f"output neuron {label}, first test image (a {label})",
         ),
         "output_rates": visualizing.plot_2d_heatmap(
-            class_firing_rates(output, data.y_test.cpu()),
+            class_firing_rates(output_spikes, data.y_test.cpu()),
             title="output firing rates by true class",
             xlabel="true class",
             ylabel="output neuron",
@@ -292,7 +297,7 @@ def save_figures(net: nn.Module, data: Digits, T: int, out_dir: Path) -> dict[st
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in figures.items():
         figure.savefig(out_dir / f"{name}.png")
-    rates = ", ".join(f"{s.mean():.3f}" for s in activity.spikes)
+    rates = ", ".join(f"{rate:.3f}" for rate in activity.rates.per_layer().values())
     print(f"mean firing rates (spikes per step), hidden and output layers: {rates}")
     return figures
 
@@ -369,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     with single_cpu_thread(torch.device(args.device)):
         if _installed("matplotlib"):
             save_figures(result.network, data, args.T, args.output_dir)
-            print(f"figures: {args.output_dir}/{{hidden_raster,output_neuron,output_rates}}.png")
+            for name in FIGURES:
+                print(f"figure: {args.output_dir / f'{name}.png'}")
         else:
             print("figures skipped: matplotlib is not installed (pip install 'sj-core[plot]')")
         if _installed("nir"):

@@ -131,7 +131,9 @@ def test_exit_status_follows_the_accuracy_target(
     assert "LIF layers ran on backend: torch, torch" in out
     assert re.search(r"final test accuracy: \d+\.\d\d%", out)
     if _importable("matplotlib"):
-        assert (tmp_path / "output_rates.png").is_file()
+        for name in ("hidden_raster", "firing_rates", "output_neuron", "output_rates"):
+            assert f"figure: {tmp_path / name}.png" in out  # says where each one is
+            assert (tmp_path / f"{name}.png").is_file()
     else:
         assert "figures skipped: matplotlib is not installed" in out
     if _importable("nir"):
@@ -144,9 +146,14 @@ def test_figures_show_the_recorded_activity(short_run, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (sj-core[plot])")
     data = demo.load_data(seed=0, device=torch.device("cpu"))
     figures = demo.save_figures(short_run.network, data, 8, tmp_path)
-    for name in ("hidden_raster", "output_neuron", "output_rates"):
+    for name in ("hidden_raster", "firing_rates", "output_neuron", "output_rates"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     spikes, labels = _independent_test_spikes(short_run.network, T=8, seed=0)
+    # The histogram of the output layer's rates per neuron (its second panel).
+    per_neuron = spikes.mean(dim=(0, 1)).double().numpy()
+    counts, _ = np.histogram(per_neuron, bins=20, range=(0.0, 1.0))
+    bars = figures["firing_rates"].axes[1].patches
+    np.testing.assert_array_equal([bar.get_height() for bar in bars], counts)
     # The mean firing rate of every output neuron over the test images of each class.
     expected = np.zeros((10, 10))
     for c in range(10):

@@ -19,13 +19,12 @@ from torch import nn
 
 nir = pytest.importorskip("nir", reason="nir is not installed: pip install 'sj-core[nir]'")
 
-from nir_reference import simulate  # noqa: E402  (after the skip)
+from nir_reference import assert_simulates_like  # noqa: E402  (after the skip)
 
 from sj_core import functional, layer, neuron, surrogate  # noqa: E402
 from sj_core.nir import NIRNetwork, from_nir, to_nir  # noqa: E402
 
 DT = 1e-3
-MARGIN = 1e-5
 
 
 def _rand(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
@@ -39,10 +38,8 @@ def _run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _assert_simulates_like(graph, x: torch.Tensor, out: torch.Tensor, dt: float = DT) -> None:
-    reference = simulate(graph, x.double().numpy(), dt)
-    assert reference.margin > MARGIN, "the test input comes too close to a threshold"
-    np.testing.assert_allclose(out.double().numpy(), reference.outputs, rtol=1e-5, atol=1e-5)
+def _assert_simulates_like(graph, x: torch.Tensor, out: torch.Tensor) -> None:
+    assert_simulates_like(graph, x, out, DT)
 
 
 def _mlp(decay_input: bool = True) -> nn.Sequential:
@@ -332,19 +329,15 @@ def test_grouped_convolution_imports_with_all_its_input_channels():
     _assert_simulates_like(graph, x, _run(net, x))
 
 
-@pytest.mark.parametrize("kind", ["IF", "LIF"])
-def test_an_input_gain_is_folded_into_threshold_and_reset(kind):
-    if kind == "IF":
-        node = nir.IF(r=np.full(3, 2.0), v_threshold=np.full(3, 1.0), v_reset=np.full(3, 0.2))
-    else:
-        node = _lif(3, tau=4 * DT, r=0.5, threshold=0.3, reset=0.1)
-    graph = nir.NIRGraph.from_list(_affine(2, 3, seed=4), node)
+def test_an_lif_input_gain_is_folded_into_threshold_and_reset():
+    # r = 0.5 is neither 1 (decay_input) nor tau = 4 steps (no decay_input).
+    graph = nir.NIRGraph.from_list(
+        _affine(2, 3, seed=4), _lif(3, tau=4 * DT, r=0.5, threshold=0.3, reset=0.1)
+    )
     with pytest.warns(UserWarning, match="spikes are unchanged"):
         net = from_nir(graph, dt=DT)
-    gain = 2.0 if kind == "IF" else 0.5
-    neuron_module = net[1]
-    assert neuron_module.v_threshold == pytest.approx((1.0 if kind == "IF" else 0.3) / gain)
-    assert neuron_module.v_reset == pytest.approx((0.2 if kind == "IF" else 0.1) / gain)
+    assert net[1].v_threshold == pytest.approx(0.3 / 0.5)
+    assert net[1].v_reset == pytest.approx(0.1 / 0.5)
     x = _rand(12, 4, 2, seed=10, scale=2.0)
     _assert_simulates_like(graph, x, _run(net, x))
 
@@ -407,7 +400,9 @@ _STEPS = (2, 2, 3)  # [T, N, features]
 @pytest.mark.parametrize(
     ("net", "message", "sample_shape"),
     [
-        (_seq(neuron.LIFNode(v_reset=None, step_mode="m")), "soft reset", _STEPS),
+        (_seq(neuron.LIFNode(v_reset=None, step_mode="m")), "module '1': .*soft reset", _STEPS),
+        (_seq(neuron.PSN(T=2)), r"module '1' \(PSN\).*whole sequence", _STEPS),
+        (_seq(neuron.IzhikevichNode(step_mode="m")), "no Izhikevich neuron", _STEPS),
         (_seq(neuron.QIFNode(step_mode="m")), "QIFNode.*no NIR equivalent.*LIFNode", _STEPS),
         (
             _seq(neuron.IFNode(surrogate_function=surrogate.Sigmoid(spiking=False), step_mode="m")),
@@ -430,8 +425,8 @@ _STEPS = (2, 2, 3)  # [T, N, features]
         (_Double(), "same node twice", _STEPS),
         (nn.Sequential(nn.Linear(3, 3), neuron.IFNode(step_mode="m")), "layer.Linear", _STEPS),
     ],
-    ids=["soft-reset", "qif", "non-spiking", "decode", "maxpool", "groups", "relu", "shared",
-         "x+x", "plain-linear-in-m"],
+    ids=["soft-reset", "psn", "izhikevich", "qif", "non-spiking", "decode", "maxpool", "groups",
+         "relu", "shared", "x+x", "plain-linear-in-m"],
 )  # fmt: skip
 def test_export_refuses_what_nir_cannot_describe(net, message, sample_shape):
     with pytest.raises(NotImplementedError, match=message):
@@ -473,8 +468,8 @@ def _recurrent() -> nir.NIRGraph:
         ),
         (_graph(_lif(3, 2 * DT, 1.0, 1.0, reset=0.0, leak=0.5)), {}, NotImplementedError, "v_leak"),
         (
-            _graph(nir.IF(r=np.full(3, -1.0), v_threshold=np.ones(3))),
-            {},
+            _graph(_lif(3, 2 * DT, -1.0, 1.0)),
+            {"dt": DT},
             ValueError,
             "input gain r = -1 must be > 0",
         ),
@@ -484,7 +479,19 @@ def _recurrent() -> nir.NIRGraph:
                                v_leak=np.zeros(3), v_threshold=np.ones(3))),
             {},
             NotImplementedError,
-            "CubaLIF.*Affine, Linear, Conv2d",
+            "CubaLIF.*synaptic current.*no exact sj_core equivalent",
+        ),
+        (
+            _graph(nir.IF(r=np.full(3, 2.0), v_threshold=np.ones(3))),
+            {"dt": DT},
+            ValueError,
+            r"r = 2, neither 1 .* nor 1/dt = 1000 .*pass that dt",
+        ),
+        (
+            _graph(nir.LI(tau=np.full(3, 2e-3), r=np.full(3, 2.0), v_leak=np.zeros(3))),
+            {"dt": DT},
+            NotImplementedError,
+            "NonSpikingLIFNode needs r = 1",
         ),
         (_recurrent(), {}, NotImplementedError, "recurrent"),
         (
@@ -502,7 +509,8 @@ def _recurrent() -> nir.NIRGraph:
         ),
     ],
     ids=["non-uniform", "leak-to-other-than-reset", "negative-gain", "tau-one-step", "cubalif",
-         "recurrent", "li-single-step", "step-mode", "unknown-backend"],
+         "if-gain-ambiguous", "li-gain", "recurrent", "li-single-step", "step-mode",
+         "unknown-backend"],
 )  # fmt: skip
 def test_import_refuses_what_sj_core_cannot_run(graph, kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -21,7 +21,7 @@ from ..layer import Dropout, MultiStepContainer, SeqToANNContainer
 from ..neuron import NonSpikingBaseNode
 from .dependency import import_nir
 from .layers import EXPORTED_LAYERS, layer_to_nir
-from .neurons import DEFAULT_DT, EXPORTED_NEURONS, check_dt, neuron_to_nir
+from .neurons import DEFAULT_DT, EXPORTED_NEURONS, NEURON_REASONS, check_dt, neuron_to_nir
 
 __all__ = ["to_nir"]
 
@@ -43,12 +43,14 @@ def to_nir(module: nn.Module, sample_input: torch.Tensor, dt: float = DEFAULT_DT
     ``'s'``. NIR shapes leave out ``T`` and ``N``.
 
     Supported: ``Linear``, ``Conv2d``, ``AvgPool2d``, ``Flatten`` (``sj_core.layer`` or
-    ``torch.nn``); ``IFNode``, ``LIFNode``, ``ParametricLIFNode``, ``SimpleIFNode``,
-    ``SimpleLIFNode`` with hard reset; ``NonSpikingIFNode``, ``NonSpikingLIFNode`` with
-    ``decode=None``; ``nn.Sequential``, ``SeqToANNContainer``, ``MultiStepContainer``,
-    and any module whose ``forward`` calls these and adds their outputs (NIR sums the
-    edges into a node). Dropout and ``nn.Identity`` are left out (identity at inference).
-    Anything else raises ``NotImplementedError`` naming it. How each parameter is
+    ``torch.nn``), ``nn.Conv1d``, sum pooling (``AvgPool2d(divisor_override=1)``,
+    ``nn.LPPool2d(norm_type=1)``); ``IFNode``, ``LIFNode``, ``ParametricLIFNode``,
+    ``SimpleIFNode``, ``SimpleLIFNode`` with hard reset; ``NonSpikingIFNode``,
+    ``NonSpikingLIFNode`` with ``decode=None``; ``nn.Sequential``, ``SeqToANNContainer``,
+    ``MultiStepContainer``, and any module whose ``forward`` calls these and adds their
+    outputs (NIR sums the edges into a node). Dropout and ``nn.Identity`` are left out
+    (identity at inference). Anything else raises ``NotImplementedError`` naming the
+    module and why (soft reset, QIF, PSN, ...). How each parameter is
     converted (``tau`` in seconds is ``dt * tau``, ...) is in :mod:`sj_core.nir.neurons`.
 
     Args:
@@ -156,7 +158,13 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         # Neurons hold a surrogate function as a child module, but are one NIR node.
-        if isinstance(m, (MemoryModule, NonSpikingBaseNode)):
+        if isinstance(m, (MemoryModule, NonSpikingBaseNode, *NEURON_REASONS)):
+            return True
+        # A module with weights of its own (PSN's [T, T] matrix, ...) is one node too: its
+        # forward is not a wiring of other modules.
+        if any(True for _ in m.parameters(recurse=False)) or any(
+            True for _ in m.buffers(recurse=False)
+        ):
             return True
         return not isinstance(m, nn.Sequential) and next(m.children(), None) is None
 
@@ -205,13 +213,19 @@ def _describe(node: fx.Node) -> str:
 
 
 def _to_node(module: nn.Module, in_shape: tuple[int, ...], dt: float, nir: Any, path: str) -> Any:
-    converted = layer_to_nir(module, in_shape, nir)
+    try:
+        converted = layer_to_nir(module, in_shape, nir)
+        if converted is None:
+            converted = neuron_to_nir(module, in_shape, dt, nir)
+    except NotImplementedError as exc:
+        # The converters say what cannot be expressed and why; say where it is.
+        raise NotImplementedError(f"module {path!r}: {exc}") from None
     if converted is None:
-        converted = neuron_to_nir(module, in_shape, dt, nir)
-    if converted is None:
+        reason = next((why for kind, why in NEURON_REASONS.items() if isinstance(module, kind)), "")
         raise NotImplementedError(
-            f"module {path!r} ({type(module).__name__}) has no NIR equivalent; the layers that "
-            f"export are {EXPORTED_LAYERS}; the neurons {EXPORTED_NEURONS}"
+            f"module {path!r} ({type(module).__name__}) has no NIR equivalent"
+            f"{f' ({reason})' if reason else ''}; the layers that export are "
+            f"{EXPORTED_LAYERS}; the neurons {EXPORTED_NEURONS}"
         )
     return converted
 

@@ -25,14 +25,17 @@ def from_nir(
     """Build an sj_core network from a NIR graph, such as one that snnTorch, Norse, Sinabs
     or :func:`~sj_core.nir.to_nir` wrote.
 
-    NIR ``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d`` and ``Flatten`` become
-    ``sj_core.layer`` layers; ``LIF`` and ``IF`` become :class:`~sj_core.neuron.LIFNode`
-    and :class:`~sj_core.neuron.IFNode`; ``LI`` and ``I`` become
+    NIR ``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d``, ``SumPool2d`` and ``Flatten``
+    become ``sj_core.layer`` layers (``SumPool2d``: ``AvgPool2d(divisor_override=1)``);
+    ``Conv1d`` an ``nn.Conv1d`` (in a ``SeqToANNContainer`` in step mode ``'m'``); ``LIF``
+    and ``IF`` become :class:`~sj_core.neuron.LIFNode` and
+    :class:`~sj_core.neuron.IFNode`; ``LI`` and ``I`` become
     :class:`~sj_core.neuron.NonSpikingLIFNode` and
     :class:`~sj_core.neuron.NonSpikingIFNode` (multi-step only). Time constants in
-    seconds become steps of ``dt`` seconds; :mod:`sj_core.nir.neurons` gives every
-    convention. Other nodes, recurrent connections (cycles) and nested graphs raise
-    ``NotImplementedError`` naming them.
+    seconds become steps of ``dt`` seconds; an ``IF`` may give its gain as ``r = 1`` or
+    as SpikingJelly's ``r = 1/dt`` (a warning says which); :mod:`sj_core.nir.neurons`
+    gives every convention. ``CubaLIF``, other nodes, recurrent connections (cycles) and
+    nested graphs raise ``NotImplementedError`` naming them and why.
 
     Args:
         graph_or_path: a ``nir.NIRGraph`` (or a single NIR node), or the path of a file

@@ -11,9 +11,18 @@ which is :class:`~sj_core.neuron.LIFNode`'s charge exactly when ``tau_nir = dt *
 ``v_leak = v_reset`` and ``r = 1`` (``decay_input=True``) or ``r = tau``
 (``decay_input=False``: the input is not divided by ``tau``). snnTorch writes its
 ``Leaky`` the same way (``tau = dt / (1 - beta)``, ``r = tau / dt``, default
-``dt = 1e-4``). For IF and I (no time constant), ``r`` is the gain per step: ``r = 1``
-is ``V[t] = V[t-1] + X[t]``, as snnTorch (which accepts only ``r = 1``), Norse (which
-warns otherwise) and Sinabs (which writes ``r = 1``) read it.
+``dt = 1e-4``).
+
+IF and I (no time constant) are where the libraries disagree. NIR states
+``dv/dt = r I``; integrated over one step of ``dt`` seconds that is ``v += dt * r * I``,
+so a gain of 1 per step is ``r = 1 / dt``, which is what SpikingJelly writes (and the
+only ``r`` its importer accepts). snnTorch (whose importer accepts only ``r = 1``), Norse
+(which warns unless ``r = 1``) and Sinabs (which writes ``r = 1``) read ``r`` as the gain
+per step instead. sj_core **writes** ``r = 1`` (``V[t] = V[t-1] + X[t]``), the reading
+most tools share, and **reads** both: ``r = 1`` as it is, and ``r = 1 / dt`` (with
+``from_nir``'s ``dt``) as SpikingJelly's way of writing the same neuron, with a warning
+that says so. Any other ``r`` is ambiguous between the two readings (they differ by a
+factor ``dt``) and raises ``ValueError``.
 
 Exported (``to_nir``):
 
@@ -34,10 +43,11 @@ Imported (``from_nir``): the same, backwards. Parameters must be equal for every
 a layer (sj_core neurons share one value per layer). They are written as float32, as
 snnTorch writes them (its importer builds float32 layers around them), and float32 values
 are read back to float32's 7 significant digits, so ``tau = 2.5`` steps or
-``v_reset = -0.1`` come back exactly. A gain ``r`` that neither form above
+``v_reset = -0.1`` come back exactly. An ``LIF`` gain ``r`` that neither form above
 matches is folded into the threshold and reset (``v_threshold / r``, ``v_reset / r``):
 the dynamics are linear in ``v``, so the spikes are unchanged while the potentials are
-divided by ``r``, and a warning says so.
+divided by ``r``, and a warning says so. ``CubaLIF`` (a synaptic current with its own
+time constant feeding a LIF) has no sj_core neuron and raises ``NotImplementedError``.
 
 Two differences remain, by construction: NIR fires when ``v > v_threshold``, sj_core when
 ``v >= v_threshold`` (they differ only when the potential equals the threshold exactly);
@@ -57,13 +67,20 @@ import numpy as np
 from torch import nn
 
 from ..neuron import (
+    PSN,
     BaseNode,
+    EIFNode,
+    FlexSN,
     IFNode,
+    IzhikevichNode,
     LIFNode,
+    MaskedPSN,
     NonSpikingIFNode,
     NonSpikingLIFNode,
+    QIFNode,
     SimpleIFNode,
     SimpleLIFNode,
+    SlidingPSN,
 )
 from ..neuron.statements import IF, LIF, PLIF
 
@@ -71,6 +88,7 @@ __all__ = [
     "DEFAULT_DT",
     "EXPORTED_NEURONS",
     "IMPORTED_NEURONS",
+    "NEURON_REASONS",
     "check_dt",
     "neuron_to_nir",
     "nir_to_neuron",
@@ -85,6 +103,16 @@ EXPORTED_NEURONS = (
     "IFNode, LIFNode, ParametricLIFNode, SimpleIFNode, SimpleLIFNode (hard reset), "
     "NonSpikingIFNode, NonSpikingLIFNode (decode=None)"
 )
+#: Why the neurons NIR has no primitive for cannot be exported (for error messages).
+NEURON_REASONS: dict[type, str] = {
+    QIFNode: "NIR has no quadratic integrate-and-fire neuron",
+    EIFNode: "NIR has no exponential integrate-and-fire neuron",
+    IzhikevichNode: "NIR has no Izhikevich neuron (two state variables)",
+    PSN: "a PSN computes every step from the whole sequence through a [T, T] weight",
+    MaskedPSN: "a PSN computes every step from the whole sequence through a [T, T] weight",
+    SlidingPSN: "a SlidingPSN weighs a window of past inputs, which no NIR neuron does",
+    FlexSN: "a FlexSN neuron is user code, which NIR cannot describe",
+}
 #: The NIR neuron nodes :func:`nir_to_neuron` converts (for error messages).
 IMPORTED_NEURONS = "IF, LIF, I, LI"
 
@@ -238,10 +266,10 @@ def nir_to_neuron(
     """The sj_core neuron of NIR neuron ``node``, or ``None`` when it is not one of
     ``IF``, ``LIF``, ``I``, ``LI``."""
     if isinstance(node, nir.IF):
-        scale = _gain_scale(node_name, node, _uniform(node_name, node, "r"))
+        _check_integrator_gain(node_name, node, dt)
         return IFNode(
-            v_threshold=_uniform(node_name, node, "v_threshold") / scale,
-            v_reset=_uniform(node_name, node, "v_reset") / scale,
+            v_threshold=_uniform(node_name, node, "v_threshold"),
+            v_reset=_uniform(node_name, node, "v_reset"),
             step_mode=step_mode,
             backend=backend,
         )
@@ -249,7 +277,43 @@ def nir_to_neuron(
         return _lif(node_name, node, dt, step_mode, backend)
     if isinstance(node, (nir.I, nir.LI)):
         return _non_spiking(node_name, node, dt, step_mode, nir)
+    if isinstance(node, nir.CubaLIF):
+        raise NotImplementedError(
+            f"NIR node {node_name!r} (CubaLIF) integrates a synaptic current with its own "
+            "time constant (tau_syn) before its LIF membrane; sj_core's neurons have a "
+            "membrane potential only, so it has no exact sj_core equivalent"
+        )
     return None
+
+
+def _check_integrator_gain(node_name: str, node: Any, dt: float) -> None:
+    """An IF or I node's ``r`` must mean a gain of 1 per step: ``r = 1`` (the gain per
+    step, as snnTorch, Norse, Sinabs and sj_core write it) or ``r = 1 / dt`` (SpikingJelly's
+    ``dv/dt = r I`` over ``dt`` seconds)."""
+    kind = type(node).__name__
+    r = _uniform(node_name, node, "r")
+    if _close(r, 1.0):
+        return
+    if _close(r * dt, 1.0):
+        warnings.warn(
+            f"NIR node {node_name!r} ({kind}) has r = {r:g} = 1/dt: read as SpikingJelly "
+            f"writes it (dv/dt = r I over dt = {dt:g} s, a gain of 1 per step), the same "
+            "neuron as r = 1",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    hint = (
+        f" If the graph was written with dt = 1/r = {1 / r:g} s, pass that dt to from_nir"
+        if r > 0
+        else ""
+    )
+    raise ValueError(
+        f"NIR node {node_name!r} ({kind}) has r = {r:g}, neither 1 (a gain of 1 per step, "
+        f"as snnTorch, Norse and Sinabs write {kind}) nor 1/dt = {1 / dt:g} (SpikingJelly's "
+        "form, dv/dt = r I); the two readings of r differ by a factor dt, so sj_core does "
+        f"not guess.{hint}"
+    )
 
 
 def _lif(node_name: str, node: Any, dt: float, step_mode: str, backend: str) -> LIFNode:
@@ -285,14 +349,15 @@ def _non_spiking(
             f"NIR node {node_name!r} ({kind}) becomes a non-spiking node, which is multi-step "
             f"only; use from_nir(..., step_mode='m') (got step_mode={step_mode!r})"
         )
+    if isinstance(node, nir.I):
+        _check_integrator_gain(node_name, node, dt)
+        return NonSpikingIFNode()
     # The output is the potential itself, so a gain cannot be folded away as for spikes.
     if not _close(_uniform(node_name, node, "r"), 1.0):
         raise NotImplementedError(
-            f"NIR node {node_name!r} ({kind}) has r = {_uniform(node_name, node, 'r'):g}; "
-            "sj_core's non-spiking nodes need r = 1"
+            f"NIR node {node_name!r} (LI) has r = {_uniform(node_name, node, 'r'):g}; "
+            "sj_core's NonSpikingLIFNode needs r = 1"
         )
-    if isinstance(node, nir.I):
-        return NonSpikingIFNode()
     if not _uniform(node_name, node, "v_leak") == 0.0:
         raise NotImplementedError(
             f"NIR node {node_name!r} (LI) leaks towards v_leak = "
