@@ -337,7 +337,7 @@ def check_ddp(ctx: Context, backend: str, neuron_name: str, dtype: str, compiled
 
     net = check_network(backend, neuron_name, batch_norm=sync_bn).to(ctx.device)
     if sync_bn:
-        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = layer.convert_sync_batchnorm(net)
     ddp = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.cuda else None)
     if compiled:
         torch._dynamo.reset()  # a fresh cache: no recompilation limit across cases

@@ -355,17 +355,33 @@ def test_sync_batchnorm_conversion_keeps_time_folding() -> None:
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7, msg=name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="convert_sync_batchnorm replaces layer.BatchNorm2d(step_mode='m') by a plain "
-    "SyncBatchNorm, which loses the step mode and normalises [T, N, C, H, W] over dim 1 (N); "
-    "wrap nn.BatchNorm2d in layer.SeqToANNContainer instead (docs/multi_gpu.md)",
-)
-def test_multi_step_batchnorm2d_survives_conversion() -> None:
-    original = layer.BatchNorm2d(4, step_mode="m").eval()
-    converted = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(original)).eval()
-    x_seq = torch.rand(T, 3, 4, 5, 5)  # N = 3 differs from C = 4
+def test_multi_step_batchnorm2d_converts_keeping_its_step_mode() -> None:
+    """torch's conversion turns layer.BatchNorm2d(step_mode='m') into a plain SyncBatchNorm
+    that normalises [T, N, C, H, W] over N; layer.convert_sync_batchnorm keeps the step
+    mode, the parameters and the running statistics, and trains like the original."""
+    original = _conv_bn_net(layer.Conv2d(2, 4, 3, step_mode="m"))
+    original.insert(1, layer.BatchNorm2d(4, step_mode="m"))
+    converted = layer.convert_sync_batchnorm(copy.deepcopy(original))
+    assert isinstance(converted[1], layer.SyncBatchNorm) and converted[1].step_mode == "m"
+    with pytest.raises(RuntimeError, match="running_mean should contain"):
+        nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(original))(torch.rand(T, 3, 2, 8, 8))
+
+    generator = torch.Generator().manual_seed(3)
+    x_seq = torch.rand(T, 3, 2, 8, 8, generator=generator)  # N = 3 differs from C = 4
+    labels = torch.randint(0, CLASSES, (3,), generator=generator)
+    for net in (original, converted):
+        optimizer = torch.optim.SGD(net.parameters(), lr=LR)
+        for _ in range(2):
+            functional.reset_net(net)
+            loss = nn.functional.cross_entropy(net(x_seq).mean(0), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for (name, got), (_, want) in zip(
+        converted.state_dict().items(), original.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7, msg=name)
+    original.eval(), converted.eval()
     torch.testing.assert_close(converted(x_seq), original(x_seq))
 
 

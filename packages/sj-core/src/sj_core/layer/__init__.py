@@ -5,6 +5,9 @@
   (:mod:`~sj_core.layer.stateless`): the torch layer in step mode ``'s'``, time folded
   into the batch in ``'m'``.
 * :class:`Dropout` (:mod:`~sj_core.layer.dropout`): one mask per sequence.
+* :class:`SyncBatchNorm` and :func:`convert_sync_batchnorm`
+  (:mod:`~sj_core.layer.sync_batchnorm`): synchronised batch norm that keeps its step
+  mode, for data-parallel training.
 * Containers (:mod:`~sj_core.layer.containers`): :class:`SeqToANNContainer` (stateless
   modules, time folded into the batch) and :class:`MultiStepContainer` (single-step
   modules, step by step).
@@ -33,6 +36,7 @@ from .stateless import (
     MaxPool2d,
     TimeFoldedLayer,
 )
+from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -45,5 +49,7 @@ __all__ = [
     "MaxPool2d",
     "MultiStepContainer",
     "SeqToANNContainer",
+    "SyncBatchNorm",
     "TimeFoldedLayer",
+    "convert_sync_batchnorm",
 ]
