@@ -40,8 +40,9 @@ def block_config(ncl: int) -> tuple[int, int]:
     return 256, 2
 
 
-#: Whether the forward kernel loads step t + 1's input before computing step t.
-PREFETCH = True
+#: Whether the forward kernel loads step t + 1's input before computing step t. Off
+#: until a GPU measurement shows it pays (``bench_neurons.py --sweep`` compares both).
+PREFETCH = False
 
 
 def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
