@@ -14,13 +14,13 @@ import math
 
 import pytest
 import torch
-from kernel_backends import INDUCTOR, TORCH, backend_params
+from kernel_backends import FUSED, INDUCTOR, TORCH, backend_params
 from neuron_cases import NeuronCase, flag_settings, make_inputs, make_surrogate
 
 from sj_core import neuron, reference
 from sj_core.neuron.statements import STATEMENTS
 
-EVERY_BACKEND = backend_params((TORCH, INDUCTOR)) + backend_params()
+EVERY_BACKEND = backend_params((TORCH, INDUCTOR, FUSED)) + backend_params()
 # inductor compiles every configuration (seconds each): two neurons are enough for it.
 PER_STATEMENT = [
     (backend, name)

@@ -17,7 +17,7 @@ import warnings
 import pytest
 from helpers import FakeEntryPoint, FakePlugins, make_spec
 
-from sj_core import backends, reference
+from sj_core import backends, fused, reference
 from sj_core.backends import (
     BackendLoadError,
     BackendNotInstalledError,
@@ -50,7 +50,7 @@ def test_builtins_are_listed_first_without_entry_points(plugins) -> None:
     infos = _no_warnings(backends.list_backends)
     assert [info.name for info in infos] == ["torch", "inductor"]
     assert infos[0].distributions == ("sj-core",)
-    assert infos[0].operators["lif.multi_step"] == "sj_core.reference:multistep_lif"
+    assert infos[0].operators["lif.multi_step"] == "sj_core.fused:multistep_lif"
     assert backends.broken_backends() == {}
 
 
@@ -60,11 +60,11 @@ def test_builtins_stay_first_whatever_the_plugin_names(plugins) -> None:
     assert backends.backend_names() == ("torch", "inductor", "alpha", "inductorx", "zeta")
 
 
-def test_builtin_torch_provides_every_reference_loop(plugins) -> None:
+def test_builtin_torch_provides_every_fused_loop(plugins) -> None:
     torch_backend = backends.get_backend("torch")
     for neuron in ("if", "lif", "plif", "qif", "eif", "izhikevich"):
         operator = backends.get_operator("torch", f"{neuron}.multi_step")
-        assert operator is getattr(reference, f"multistep_{neuron}")
+        assert operator is getattr(fused, f"multistep_{neuron}")
     assert torch_backend.available() == (True, "")
     assert set(backends.get_backend("inductor").operators) == {
         f"{neuron}.multi_step" for neuron in ("if", "lif", "plif", "qif", "eif", "izhikevich")

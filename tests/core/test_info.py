@@ -16,6 +16,7 @@ from helpers import FakeEntryPoint, FakePlugins, make_spec
 
 import sj_core
 from sj_core import backends
+from sj_core import info as info_module
 from sj_core.info import main
 
 
@@ -37,6 +38,8 @@ def _backend_sections(report: str) -> dict[str, tuple[str, list[str]]]:
     sections: dict[str, tuple[str, list[str]]] = {}
     current = None
     for line in lines[lines.index("backends:") + 1 :]:
+        if not line:  # the end of the section
+            break
         if line.startswith("      "):
             sections[current][1].append(line.strip())
         elif line.startswith("  ") and not line.startswith("  !"):
@@ -121,3 +124,59 @@ def test_report_format_with_fake_plugins(plugins, capsys) -> None:
     broken = [line for line in report.splitlines() if line.startswith("  !")]
     assert len(broken) == 1
     assert "'broken' failed to load" in broken[0] and "ImportError: boom" in broken[0]
+
+
+def test_plugins_that_are_not_installed_are_listed_with_their_command(
+    plugins, monkeypatch, capsys
+) -> None:
+    installed = {"sj-core": sj_core.__version__, "sj-cupy": "0.1.0"}
+    monkeypatch.setattr(info_module, "_version", installed.get)
+    assert main(["info"]) == 0
+    report = capsys.readouterr().out
+    missing = report[report.index("\nnot installed:\n") :].strip().splitlines()[1:]
+    assert missing == [
+        "  sj-triton  backend 'triton': Triton kernels for every neuron (CUDA; CPU under "
+        "TRITON_INTERPRET=1)",
+        "      pip install sj-triton",
+        "  sj-flexsn  FlexSN kernels generated from your own neuron (backends 'triton', "
+        "'inductor', 'hop')",
+        "      pip install sj-flexsn",
+    ]
+
+
+def test_nothing_is_listed_as_missing_when_every_plugin_is_installed(
+    plugins, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(info_module, "_version", lambda name: "0.1.0")
+    assert main(["info"]) == 0
+    assert "not installed" not in capsys.readouterr().out
+
+
+def test_every_first_party_install_command_installs_its_package() -> None:
+    for package in backends.FIRST_PARTY_PACKAGES:
+        command = package.install.split("  (")[0]
+        assert command.startswith("pip install "), command
+        assert package.distribution in command
+
+
+def test_status_of_a_backend_assembled_from_several_distributions(plugins, capsys) -> None:
+    op = plugins.operator("lif", len)
+    dark = {"check": lambda: (False, "no fake chip")}
+    plugins.add(make_spec("half", {"lif.multi_step": op}))
+    plugins.add(make_spec("half", {"flexsn": op}, distribution="sj-half-extra", **dark))
+    plugins.add(make_spec("same", {"lif.multi_step": op}, **dark))
+    plugins.add(make_spec("same", {"flexsn": op}, distribution="sj-same-extra", **dark))
+    plugins.add(make_spec("mixed", {"lif.multi_step": op}, **dark))
+    plugins.add(
+        make_spec("mixed", {"flexsn": op}, distribution="sj-mixed-x", check=lambda: (False, "no"))
+    )
+    assert main(["info"]) == 0
+    sections = _backend_sections(capsys.readouterr().out)
+    assert sections["half"][0] == (
+        "  half       [sj-half, sj-half-extra] available; its operators from sj-half-extra "
+        "are not: no fake chip"
+    )
+    assert sections["same"][0] == "  same       [sj-same, sj-same-extra] unavailable: no fake chip"
+    assert sections["mixed"][0] == (
+        "  mixed      [sj-mixed, sj-mixed-x] unavailable: sj-mixed: no fake chip; sj-mixed-x: no"
+    )

@@ -402,7 +402,13 @@ def test_node_matches_reference_loop(neuron, reset, step_mode, detach_reset, sto
     outputs_ref = (ref[0] * weights).sum() + ref[1].sum() + (ref[2].sum() if is_izh else 0)
     (grad_node,) = torch.autograd.grad(outputs_node, x_node)
     (grad_ref,) = torch.autograd.grad(outputs_ref, x_ref)
-    torch.testing.assert_close(grad_node, grad_ref, **exact)
+    if step_mode == "s":
+        torch.testing.assert_close(grad_node, grad_ref, **exact)
+    else:
+        # Multi-step on the torch backend is the fused loop (sj_core.fused): the same
+        # derivatives, multiplied in another order, so equal up to fp32 rounding.
+        scale = grad_ref.abs().max().item()
+        torch.testing.assert_close(grad_node, grad_ref, rtol=1e-6, atol=1e-6 * scale)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from flexsn_triton_cases import require_flexsn
 
 from sj_core import backends
@@ -56,7 +57,7 @@ def test_availability_without_cuda_or_interpreter(monkeypatch):
     from sj_flexsn import _backend
 
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    monkeypatch.setattr(_backend.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     ok, reason = _backend.TRITON.available()
     assert not ok and "no CUDA device" in reason and "TRITON_INTERPRET=1" in reason
 

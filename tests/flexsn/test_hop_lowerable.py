@@ -31,9 +31,13 @@ from sj_flexsn.hop import (
     lowerable_while_loop_scan,
     lowerable_while_loop_scan_final_state,
 )
+from sj_flexsn.hop_lowerable import lowerable_scan_differentiable
 
 needs_scan = pytest.mark.skipif(
     not lowerable_scan_available(), reason="this torch has no torch.ops.higher_order.scan"
+)
+needs_scan_autograd = pytest.mark.skipif(
+    not lowerable_scan_differentiable(), reason="this torch's scan operator has no autograd"
 )
 needs_while_loop = pytest.mark.skipif(
     not lowerable_while_loop_available(),
@@ -81,7 +85,7 @@ def test_lowerable_scan_matches_hand_written_loop(case):
     _close(lowerable_scan_final_state(core, ni, ns, no, *args), (*outputs, *finals))
 
 
-@needs_scan
+@needs_scan_autograd
 @pytest.mark.parametrize("case", ["two_states", "lifted_freevars"])
 def test_lowerable_scan_gradients_match_hand_written_loop(case):
     core, ni, ns, no, args = _case(case, requires_grad=True)
@@ -91,6 +95,18 @@ def test_lowerable_scan_gradients_match_hand_written_loop(case):
         sum(t.sum() for t in lowerable_scan(core, ni, ns, no, *args)), args
     )
     _close(actual, expected)
+
+
+@needs_scan
+@pytest.mark.skipif(lowerable_scan_differentiable(), reason="this torch's scan has autograd")
+@pytest.mark.parametrize("function", [lowerable_scan, lowerable_scan_final_state])
+def test_lowerable_scan_refuses_gradients_where_scan_has_no_autograd(function):
+    core, ni, ns, no, args = _case("two_states", requires_grad=True)
+    with pytest.raises(NotImplementedError, match="need torch >= 2.7"):
+        function(core, ni, ns, no, *args)
+    detached = [a.detach() for a in args]  # inference still runs
+    outputs, _, _ = reference_scan(core, ni, ns, no, *detached)
+    _close(function(core, ni, ns, no, *detached)[:1], outputs)
 
 
 @needs_scan

@@ -41,17 +41,27 @@ def _device_line() -> str:
 
 def _status(info: backends.BackendInfo) -> str:
     """'available', or why not. A backend assembled from several distributions (sj-flexsn
-    adds the flexsn operator to triton) is available only if each of them is."""
-    problems = []
+    adds the flexsn operator to triton and inductor) says which share cannot run; a
+    reason that every share gives is said once."""
+    problems = {}
     for spec in info.specs:
         ok, reason = spec.available()
         if not ok:
-            problems.append(reason if len(info.specs) == 1 else f"{spec.distribution}: {reason}")
-    return "available" if not problems else "unavailable: " + "; ".join(problems)
+            problems[spec.distribution] = reason
+    if not problems:
+        return "available"
+    if len(set(problems.values())) == 1:
+        reasons = next(iter(problems.values()))
+    else:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in problems.items())
+    if len(problems) == len(info.specs):
+        return f"unavailable: {reasons}"
+    return f"available; its operators from {', '.join(problems)} are not: {reasons}"
 
 
 def environment_report() -> str:
-    """A readable report: versions, device, and each backend with status and operators.
+    """A readable report: versions, device, each backend with status and operators, and
+    the first-party plugins that are not installed with the command that installs each.
 
     Reading it imports no backend: availability checks look at installed metadata and
     the device only.
@@ -77,7 +87,20 @@ def environment_report() -> str:
             lines.append(f"      {key}")
     for warning in caught:
         lines.append(f"  ! {warning.message}")
+    lines += _missing_packages()
     return "\n".join(lines)
+
+
+def _missing_packages() -> list[str]:
+    """The first-party plugins that are not installed, each with its pip command."""
+    missing = [p for p in backends.FIRST_PARTY_PACKAGES if _version(p.distribution) is None]
+    if not missing:
+        return []
+    lines = ["", "not installed:"]
+    for package in missing:
+        lines.append(f"  {package.distribution:<10} {package.provides}")
+        lines.append(f"      {package.install}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

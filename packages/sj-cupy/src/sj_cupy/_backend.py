@@ -47,4 +47,5 @@ BACKEND = BackendSpec(
     devices=("cuda",),
     priority=10,
     description="CuPy/NVRTC CUDA kernels: IF/LIF/PLIF/QIF/EIF/Izhikevich, fp32/fp16/bf16",
+    api_version=1,
 )

@@ -13,7 +13,10 @@ CuPy is imported here, on first use; nothing else in the package needs it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from sj_core.waiting import long_work
 
 from .codegen import COMPILE_OPTIONS, KernelVariant, kernel_source, source_key
 
@@ -21,6 +24,7 @@ __all__ = ["compiled_kernel_count", "get_function"]
 
 _RAW_KERNELS: dict[str, Any] = {}
 _FUNCTIONS: dict[tuple[KernelVariant, int], Any] = {}
+_LOG = logging.getLogger(__name__)
 
 
 def compiled_kernel_count() -> int:
@@ -48,7 +52,14 @@ def get_function(variant: KernelVariant, device_index: int) -> Any:
         import cupy
 
         raw = _raw_kernel(variant)
-        with cupy.cuda.Device(device_index):
+        with (
+            cupy.cuda.Device(device_index),
+            long_work(
+                _LOG,
+                f"compiling CUDA kernel {variant.kernel_name} with NVRTC",
+                hint="each configuration compiles once; CuPy keeps the binary on disk",
+            ),
+        ):
             function = raw.kernel  # NVRTC-compiles (or loads from disk) for this device
         _FUNCTIONS[(variant, device_index)] = function
     return function

@@ -15,12 +15,17 @@ Example::
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from sj_core.neuron.statements import EIF, IF, IZHIKEVICH, LIF, PLIF, QIF
+from sj_core.waiting import long_work
 
 from .codegen import all_variants, module_source
 from .operators import RUNNER
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = [
     "multistep_eif_ptt",
@@ -37,8 +42,10 @@ def save_cuda_codes(cu_file_path: str = "./neuron_kernel_sample.cu") -> None:
     """Write the CUDA source of every generated kernel variant (every neuron, reset mode,
     ``detach_reset``, ``decay_input``, dtype and surrogate, each with one neuron per thread
     and vectorized: 3168 kernels) to one ``.cu`` file."""
-    with open(cu_file_path, "w", encoding="utf-8") as file:
-        file.write(module_source(all_variants()))
+    variants = list(all_variants())
+    what = f"writing the CUDA source of {len(variants)} kernel variants to {cu_file_path}"
+    with long_work(_LOG, what), open(cu_file_path, "w", encoding="utf-8") as file:
+        file.write(module_source(variants))
 
 
 def multistep_if_ptt(x_seq, v_init, v_threshold, v_reset, detach_reset, surrogate_function):

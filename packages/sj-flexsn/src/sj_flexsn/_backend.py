@@ -9,19 +9,10 @@ Loading this module must stay cheap: it imports neither triton nor the kernels.
 
 from __future__ import annotations
 
-import torch
-
 from sj_core.backends import BackendSpec
-from sj_core.kernels import interpreter_enabled
+from sj_core.kernels import triton_check
 
 __all__ = ["HOP", "INDUCTOR", "TRITON"]
-
-
-def _cuda_or_interpreter() -> tuple[bool, str]:
-    if torch.cuda.is_available() or interpreter_enabled():
-        return True, ""
-    return False, "no CUDA device (set TRITON_INTERPRET=1 to run the kernels on the CPU)"
-
 
 _TRITON_FLEXSN = {"flexsn": "sj_flexsn.factory:build_flexsn_kernel"}
 
@@ -29,22 +20,24 @@ TRITON = BackendSpec(
     name="triton",
     distribution="sj-flexsn",
     requirements=("triton>=3.2",),
-    check=_cuda_or_interpreter,
+    check=triton_check,
     operators=_TRITON_FLEXSN,
     devices=("cuda",),
     priority=20,
     description="FlexSN: Triton kernels generated from a user-defined neuron core",
+    api_version=1,
 )
 
 INDUCTOR = BackendSpec(
     name="inductor",
     distribution="sj-flexsn",
     requirements=("triton>=3.2",),
-    check=_cuda_or_interpreter,
+    check=triton_check,
     operators=_TRITON_FLEXSN,
     devices=("cuda",),
     priority=-10,  # the same kernels as 'triton': 'auto' prefers that name
     description="FlexSN: the same generated Triton kernels under the 'inductor' name",
+    api_version=1,
 )
 
 HOP = BackendSpec(
@@ -54,4 +47,5 @@ HOP = BackendSpec(
     devices=("cpu", "cuda"),
     priority=5,
     description="FlexSN as a higher-order-op scan that torch.compile can capture",
+    api_version=1,
 )

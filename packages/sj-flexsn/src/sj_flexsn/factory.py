@@ -14,11 +14,13 @@ Example::
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
 
 from sj_core.kernels import interpreter_enabled
+from sj_core.waiting import long_work
 
 from .capture import CoreSpec, make_core_spec
 from .custom_ops import (
@@ -38,6 +40,7 @@ from .kernel import (
 __all__ = ["FlexSNTritonKernel", "build_flexsn_kernel"]
 
 _BACKENDS = ("triton", "inductor")
+_LOG = logging.getLogger(__name__)
 
 
 class FlexSNTritonKernel:
@@ -79,14 +82,16 @@ class FlexSNTritonKernel:
             )
         check_example_inputs(example_inputs, num_inputs, num_states)
         flags = normalize_requires_grad(requires_grad, num_inputs, num_states)
-        spec = make_core_spec(core, num_inputs, num_states, num_outputs, flags)
+        name = getattr(core, "__name__", type(core).__name__)
+        with long_work(_LOG, f"tracing FlexSN core {name!r} and generating its kernels"):
+            spec = make_core_spec(core, num_inputs, num_states, num_outputs, flags)
+            self._requires_grad = flags
+            self._captured_requires_grad = spec.captured_requires_grad
+            self.handle = self._register(spec)
         self.backend = backend
         self.num_inputs, self.num_states, self.num_outputs = num_inputs, num_states, num_outputs
         self.captured: tuple[torch.Tensor, ...] = spec.captured
-        self._requires_grad = flags
-        self._captured_requires_grad = spec.captured_requires_grad
         self._core_name = spec.name
-        self.handle = self._register(spec)
         self._finalizer = attach_flexsn_handle_finalizer(self, self.handle)
 
     def _register(self, spec: CoreSpec) -> int:

@@ -5,7 +5,8 @@ the loop as one PyTorch control-flow node instead, which a compiler may lower as
 
 * :func:`lowerable_scan` / :func:`lowerable_scan_final_state` use
   ``torch.ops.higher_order.scan`` (through ``torch._higher_order_ops.scan.scan``), which
-  supports autograd.
+  supports autograd from torch 2.7 (on older torch, gradients are refused: torch 2.6's
+  scan returns outputs cut off from the autograd graph).
 * :func:`lowerable_while_loop_scan` / :func:`lowerable_while_loop_scan_final_state` use
   ``torch.ops.higher_order.while_loop``. The body cannot index ``x[t]`` with a Python
   int, so it carries a 0-dim int64 step counter and reads step ``t`` with
@@ -41,6 +42,7 @@ from .hop_eager import (
 __all__ = [
     "lowerable_scan",
     "lowerable_scan_available",
+    "lowerable_scan_differentiable",
     "lowerable_scan_final_state",
     "lowerable_while_loop_available",
     "lowerable_while_loop_scan",
@@ -63,6 +65,21 @@ def lowerable_scan_available() -> bool:
     except ImportError:
         return False
     return _higher_order_op_exists("scan")
+
+
+def lowerable_scan_differentiable() -> bool:
+    """Whether this torch's ``scan`` operator has autograd (torch >= 2.7)."""
+    if not lowerable_scan_available():
+        return False
+    from torch._higher_order_ops import scan as scan_module
+
+    # The private class appeared with scan's autograd; the version covers a rename.
+    return hasattr(scan_module, "ScanAutogradOp") or _torch_version() >= (2, 8)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
 
 
 def lowerable_while_loop_available() -> bool:
@@ -144,13 +161,15 @@ def lowerable_scan(
     Returns ``(*output_seqs, *state_seqs)``, ``[T, ...]`` each.
 
     Raises:
-        NotImplementedError: this torch has no ``scan`` operator.
+        NotImplementedError: this torch has no ``scan`` operator, or gradients are needed
+            and its ``scan`` has no autograd (torch < 2.7).
 
     Example::
 
         >>> spike_seq, v_seq = lowerable_scan(lif_core, 1, 1, 1, x_seq, v_init)
     """
     _require(lowerable_scan_available(), "lowerable_scan", "scan")
+    _require_scan_gradients("lowerable_scan", core_fn, flat_args)
     counts, empty = _prepare(
         "lowerable_scan",
         core_fn,
@@ -174,6 +193,7 @@ def lowerable_scan_final_state(
 ) -> tuple[torch.Tensor, ...]:
     """Like :func:`lowerable_scan`, but returns ``(*output_seqs, *final_states)``."""
     _require(lowerable_scan_available(), "lowerable_scan_final_state", "scan")
+    _require_scan_gradients("lowerable_scan_final_state", core_fn, flat_args)
     counts, empty = _prepare(
         "lowerable_scan_final_state",
         core_fn,
@@ -185,6 +205,17 @@ def lowerable_scan_final_state(
         True,
     )
     return empty if empty is not None else _scan(core_fn, *counts, flat_args, True)
+
+
+def _require_scan_gradients(
+    name: str, core_fn: Callable, flat_args: Sequence[torch.Tensor]
+) -> None:
+    if _needs_grad(core_fn, flat_args) and not lowerable_scan_differentiable():
+        raise NotImplementedError(
+            f"{name}: gradients through torch.ops.higher_order.scan need torch >= 2.7 "
+            f"(torch {torch.__version__} would return none); call it under "
+            "torch.no_grad(), or use flex_sn_scan for training"
+        )
 
 
 def _forward_only_error(name: str) -> NotImplementedError:

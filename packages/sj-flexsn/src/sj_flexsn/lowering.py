@@ -155,9 +155,19 @@ class _Lowering:
         if not isinstance(value, torch.Tensor) or value.numel() not in (1, _TRACE_NUMEL):
             raise self.unsupported(node, "it is not element-wise (the shape changes)")
         if name in IDENTITY_OPS:
-            source = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+            source = self._example(node.args[0])
             if source is None or source.numel() not in (1, value.numel()):
                 raise self.unsupported(node, "it moves values between neurons")
+
+    def _example(self, arg: object) -> torch.Tensor | None:
+        """The traced value of ``arg``: its ``meta["val"]``, or for a constant (a
+        ``get_attr`` node, which torch 2.6's tracer leaves without one) the tensor itself."""
+        if not isinstance(arg, fx.Node):
+            return None
+        if arg.op == "get_attr" and "val" not in arg.meta:
+            value = getattr(self.gm, arg.target, None)
+            return value if isinstance(value, torch.Tensor) else None
+        return arg.meta.get("val")
 
     def _check_in_place(self, node: fx.Node) -> None:
         target = node.args[0] if node.args else None

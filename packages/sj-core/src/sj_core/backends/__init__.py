@@ -23,6 +23,7 @@ from .errors import (
     UnsupportedByBackendError,
     UnsupportedOperatorError,
 )
+from .first_party import FIRST_PARTY_PACKAGES, FirstPartyPackage
 from .operators import OPERATORS
 from .registry import (
     ENTRY_POINT_GROUP,
@@ -36,17 +37,20 @@ from .registry import (
     refresh,
     supported_backends,
 )
-from .spec import BackendSpec, check_requirements
+from .spec import PLUGIN_API_VERSION, BackendSpec, check_requirements
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "FIRST_PARTY_PACKAGES",
     "OPERATORS",
+    "PLUGIN_API_VERSION",
     "BackendError",
     "BackendInfo",
     "BackendLoadError",
     "BackendNotInstalledError",
     "BackendSpec",
     "BackendUnavailableError",
+    "FirstPartyPackage",
     "UnknownBackendError",
     "UnsupportedByBackendError",
     "UnsupportedOperatorError",

@@ -5,7 +5,9 @@ Plugins are found through the entry-point group ``sj.backends``; discovery runs 
 and is cached (:func:`refresh` clears the cache). Listing is forgiving: a plugin that
 fails to load is reported with a warning and skipped. Asking for a backend by name is
 strict: every failure raises an error from :mod:`sj_core.backends.errors` that says what
-to do.
+to do. A plugin written for another plugin API than this sj-core's
+(:data:`~sj_core.backends.spec.PLUGIN_API_VERSION`) counts as failing to load, with a
+message naming the package to upgrade.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..caller import user_stacklevel
 from .builtin import BUILTIN_BACKENDS
 from .errors import (
     BackendLoadError,
@@ -25,7 +28,8 @@ from .errors import (
     UnknownBackendError,
     UnsupportedOperatorError,
 )
-from .spec import BackendSpec
+from .first_party import FIRST_PARTY_BACKENDS, FIRST_PARTY_OPERATORS
+from .spec import BackendSpec, api_version_problem
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -40,25 +44,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "sj.backends"
-
-# What to install for first-party backends and operators that are absent.
-_CUPY_INSTALL = "pip install 'sj-cupy[cuda12]'  (or 'sj-cupy[cuda13]' for CUDA 13)"
-FIRST_PARTY_BACKENDS: dict[str, str] = {
-    "triton": "pip install sj-triton",
-    "cupy": _CUPY_INSTALL,
-    "hop": "pip install sj-flexsn",
-}
-FIRST_PARTY_OPERATORS: dict[str, str] = {
-    "flexsn": "pip install sj-flexsn",
-    "if.multi_step": "pip install sj-triton  (or sj-cupy)",
-    "lif.multi_step": "pip install sj-triton  (or sj-cupy)",
-    "plif.multi_step": "pip install sj-triton  (or sj-cupy)",
-    "qif.multi_step": _CUPY_INSTALL,
-    "eif.multi_step": _CUPY_INSTALL,
-    "izhikevich.multi_step": _CUPY_INSTALL,
-    "if.single_step": _CUPY_INSTALL,
-    "lif.single_step": _CUPY_INSTALL,
-}
 
 
 @dataclass(frozen=True)
@@ -134,6 +119,10 @@ def _discover() -> _Discovery:
                 f"is named {entry_point.name!r}"
             )
             continue
+        mismatch = api_version_problem(spec)
+        if mismatch is not None:
+            broken[entry_point.name] = mismatch
+            continue
         specs.setdefault(spec.name, []).append(spec)
     backends = {name: BackendInfo(name, tuple(group)) for name, group in specs.items()}
     return _Discovery(backends, broken)
@@ -160,7 +149,7 @@ def list_backends(warn: bool = True) -> list[BackendInfo]:
             warnings.warn(
                 f"sj backend plugin {name!r} failed to load and is skipped: {reason}",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     return [discovery.backends[name] for name in backend_names()]
 

@@ -16,11 +16,17 @@ and ``sj_triton/_backend.py``::
         name="triton",
         distribution="sj-triton",
         requirements=("triton>=3.2",),
-        check=_cuda_or_interpreter,          # () -> (ok, reason)
+        check=triton_check,                  # () -> (ok, reason)
         operators={"lif.multi_step": "sj_triton.neuron_kernel.lif:lif_multi_step"},
         devices=("cuda",),
         priority=20,
+        api_version=1,                       # the plugin API it was written against
     )
+
+The registry refuses a spec whose ``api_version`` this sj-core does not speak
+(:data:`PLUGIN_API_VERSION`), with an error saying which package to upgrade, instead of
+failing later inside an operator call. The version changes only when the contract does
+(operator signatures, :mod:`sj_core.kernels`, this class), not with every release.
 
 Several distributions may contribute operators to one backend name (sj-flexsn adds the
 ``flexsn`` operator to ``triton`` and ``inductor``); the registry merges them.
@@ -33,7 +39,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["BackendSpec", "check_requirements"]
+from ..__about__ import __version__
+
+__all__ = ["PLUGIN_API_VERSION", "BackendSpec", "api_version_problem", "check_requirements"]
+
+#: The version of the plugin contract this sj-core implements.
+PLUGIN_API_VERSION = 1
 
 # "name", "name[extra]" or "name>=1.2": enough for first-party plugin requirements.
 _REQUIREMENT = re.compile(
@@ -89,6 +100,8 @@ class BackendSpec:
             ``backend='auto'``.
         priority: preference for ``backend='auto'`` (higher first).
         description: one line for ``python -m sj_core info``.
+        api_version: the plugin API (:data:`PLUGIN_API_VERSION`) the plugin was written
+            against; 1, the first, when not given.
     """
 
     name: str
@@ -99,6 +112,7 @@ class BackendSpec:
     devices: tuple[str, ...] = ("cuda",)
     priority: int = 0
     description: str = ""
+    api_version: int = 1
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -119,3 +133,21 @@ class BackendSpec:
             ok, reason = self.check()
             return bool(ok), str(reason)
         return True, ""
+
+
+def api_version_problem(spec: BackendSpec) -> str | None:
+    """Why this sj-core cannot use ``spec`` (a plugin API mismatch), or ``None``.
+
+    The message names the package to upgrade: the plugin when it is older than this
+    sj-core's API, sj-core when the plugin is newer.
+    """
+    if spec.api_version == PLUGIN_API_VERSION:
+        return None
+    if spec.api_version < PLUGIN_API_VERSION:
+        remedy = f"upgrade it: pip install -U {spec.distribution}"
+    else:
+        remedy = "upgrade sj-core: pip install -U sj-core"
+    return (
+        f"{spec.distribution} was written for sj-core's plugin API {spec.api_version}, but "
+        f"sj-core {__version__} implements plugin API {PLUGIN_API_VERSION}; {remedy}"
+    )

@@ -5,8 +5,8 @@
   configuration as named fields.
 * :mod:`.neuron_operators`: the operator-key functions of a neuron kernel backend,
   derived from the neuron statements, with one error policy.
-* :mod:`.triton_interpreter`: whether Triton's CPU interpreter is on, and a lock that
-  serialises its launches.
+* :mod:`.triton_interpreter`: whether Triton's CPU interpreter is on and can run, the
+  availability check of Triton-based backends, and a lock that serialises launches.
 
 A backend plugin supplies kernels (a :class:`KernelImplementation`), not semantics; see
 the "Backends" documentation page.
@@ -27,7 +27,7 @@ from .neuron_operators import (
     NeuronKernels,
     surrogate_kernel_arguments,
 )
-from .triton_interpreter import interpreter_enabled, launch_lock
+from .triton_interpreter import interpreter_enabled, interpreter_problem, launch_lock, triton_check
 
 __all__ = [
     "KERNEL_DTYPES",
@@ -38,9 +38,11 @@ __all__ = [
     "NeuronKernels",
     "flatten_config",
     "interpreter_enabled",
+    "interpreter_problem",
     "is_traced_call",
     "launch_lock",
     "refuse_double_backward",
     "surrogate_kernel_arguments",
+    "triton_check",
     "unflatten_config",
 ]

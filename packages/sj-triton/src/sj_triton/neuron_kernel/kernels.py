@@ -140,9 +140,10 @@ def neuron_forward_kernel(
                 # The backward recomputes each spike from the stored (rounded) H. Rounding
                 # to fp16/bf16 can cross the threshold; such values move to the nearest
                 # storable value on the forward's side.
+                # (Compared, not negated: Triton 3.2's interpreter cannot invert booleans.)
                 back_fires = fires(h_out.to(tl.float32), v_threshold)
-                h_out = tl.where(spiked & (~back_fires), h_at_or_above.to(out_dtype), h_out)
-                h_out = tl.where((~spiked) & back_fires, h_below.to(out_dtype), h_out)
+                nearest = tl.where(spiked, h_at_or_above, h_below).to(out_dtype)
+                h_out = tl.where(spiked != back_fires, nearest, h_out)
             tl.store(h_ptrs, h_out, mask=mask)
             h_ptrs += NCL
         v = reset(h, s, v_threshold, v_reset, HARD_RESET)
