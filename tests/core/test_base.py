@@ -157,7 +157,7 @@ def test_reset_list_memory_does_not_share_the_reset_value() -> None:
     module(torch.ones(1))
     module.reset()
     assert module.history == []
-    assert module._memory_reset_values["history"] == []
+    assert module._memories_rv["history"] == []
 
 
 def test_tensor_reset_value_is_copied_not_aliased() -> None:
@@ -237,13 +237,13 @@ def test_to_float64_moves_memories_and_tensor_reset_values() -> None:
     module(torch.ones(2))
     module.to(torch.float64)
     assert module.state.dtype == torch.float64
-    assert module._memory_reset_values["state"].dtype == torch.float64
+    assert module._memories_rv["state"].dtype == torch.float64
     assert module.scale.dtype == torch.float64
     module.reset()
     assert module.state.dtype == torch.float64
     module.half()
     assert module.state.dtype == torch.float16
-    assert module._memory_reset_values["state"].dtype == torch.float16
+    assert module._memories_rv["state"].dtype == torch.float16
 
 
 def test_half_and_double_move_node_state() -> None:
@@ -262,7 +262,7 @@ def test_to_meta_moves_memories_and_reset_values() -> None:
     module(torch.ones(2))
     module.to("meta")
     assert module.state.device.type == "meta"
-    assert module._memory_reset_values["state"].device.type == "meta"
+    assert module._memories_rv["state"].device.type == "meta"
     module.reset()
     assert module.state.device.type == "meta"
     node = IFNode()
@@ -309,7 +309,7 @@ def test_materialize_tensor_reset_value_on_shape_change() -> None:
     assert fresh.dtype == torch.float64
     assert torch.equal(fresh, torch.tensor([[1.0, -1.0]] * 4, dtype=torch.float64))
     fresh.add_(1.0)  # a copy: the reset value is untouched
-    assert torch.equal(module._memory_reset_values["state"], torch.tensor([1.0, -1.0]))
+    assert torch.equal(module._memories_rv["state"], torch.tensor([1.0, -1.0]))
 
 
 @pytest.mark.parametrize("step_mode", ["s", "m"])

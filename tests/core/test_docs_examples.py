@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PAGES = ["monitoring.md", "nir.md"]
+PAGES = ["monitoring.md", "nir.md", "explicit_state.md"]
 
 #: Optional packages the examples use, and how to get each.
 INSTALL = {

@@ -92,7 +92,10 @@ def test_lif_core_equals_lif_node_multi_step():
     assert torch.equal(flex.states[0], node.v)
     weighted_sum(out, flex.states[0]).backward()
     weighted_sum(ref, node.v).backward()
-    assert torch.equal(x_seq.grad, x_ref.grad)
+    # LIFNode's multi-step torch path is the fused loop (sj_core.fused): the same
+    # derivatives in another order than autograd's per-step graph, so equal to rounding.
+    scale = x_ref.grad.abs().max().item()
+    torch.testing.assert_close(x_seq.grad, x_ref.grad, rtol=1e-6, atol=1e-6 * scale)
 
 
 def test_lif_core_equals_lif_node_single_step():
@@ -323,7 +326,7 @@ def lif2(x, v):
     [
         ((lif2, 0, 1, 1), ValueError, "num_inputs must be >= 1"),
         ((lif2, 1, -1, 1), ValueError, "num_states must be >= 0"),
-        ((lif2, 1, 1, 0), ValueError, "num_outputs must be >= 1"),
+        ((lambda x: (x,), 1, 0, 0), ValueError, "at least one output or one state"),
         ((lif2, 1.0, 1, 1), TypeError, "num_inputs must be an int"),
         ((lif2, 1, True, 1), TypeError, "num_states must be an int"),
         (("core", 1, 1, 1), TypeError, "core must be a callable"),
@@ -333,7 +336,7 @@ def lif2(x, v):
     ids=[
         "no-inputs",
         "negative-states",
-        "no-outputs",
+        "nothing-returned",
         "float-count",
         "bool-count",
         "not-callable",
@@ -632,8 +635,8 @@ def test_flexsn_kernel_needs_cuda_or_the_interpreter(monkeypatch):
 
 
 def test_flexsn_kernel_validates_its_arguments():
-    with pytest.raises(ValueError, match="num_outputs must be >= 1"):
-        FlexSNKernel(lif2, 1, 1, 0)
+    with pytest.raises(ValueError, match="at least one output or one state"):
+        FlexSNKernel(lambda x: (x,), 1, 0, 0)
     with pytest.raises(ValueError, match="example_inputs"):
         FlexSNKernel(lif2, 1, 1, 1, example_inputs=(torch.zeros(1),))
 

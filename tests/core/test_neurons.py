@@ -337,9 +337,10 @@ def test_step_modes_agree_on_values_and_state(name: str) -> None:
     torch.testing.assert_close(multi.v, single.v, rtol=1e-14, atol=1e-14)
 
 
-def test_store_v_seq_memory_lifecycle() -> None:
+def test_store_v_seq_lifecycle() -> None:
+    # v_seq is an observation, not a state: never a memory (as in the reference system).
     node = LIFNode(step_mode="m", store_v_seq=True)
-    assert "v_seq" in dict(node.named_memories())
+    assert [name for name, _ in node.named_memories()] == ["v"]
     assert node.v_seq is None
     x_seq = torch.rand(4, 3)
     node(x_seq)
@@ -356,15 +357,18 @@ def test_store_v_seq_memory_lifecycle() -> None:
 
 def test_store_v_seq_off_keeps_only_the_last_v() -> None:
     node = IFNode(step_mode="m")
-    assert not hasattr(node, "v_seq")
+    assert node.v_seq is None
     assert [name for name, _ in node.named_memories()] == ["v"]
     node(torch.full((3, 2), 0.25))
-    assert torch.equal(node.v, torch.full((2,), 0.75))
-    # Turning it on later registers the memory.
+    assert torch.equal(node.v, torch.full((2,), 0.75)) and node.v_seq is None
     node.store_v_seq = True
     node.reset()
     node(torch.full((3, 2), 0.25))
     assert node.v_seq[:, 0].tolist() == [0.25, 0.5, 0.75]
+    # Switching it off drops the stored sequence; the state layout never changes.
+    node.store_v_seq = False
+    assert node.v_seq is None
+    assert [name for name, _ in node.named_memories()] == ["v"]
 
 
 def test_default_surrogate_is_sigmoid_alpha_4() -> None:

@@ -372,15 +372,23 @@ def test_build_hop_kernel_rejects_bad_arguments(kwargs, error, match):
         build_hop_kernel(lif_core, **arguments)
 
 
-def test_build_hop_kernel_checks_core_on_example_inputs():
+def test_wrong_core_return_count_fails_at_the_first_call_not_at_construction():
+    calls = []
+
+    def core(x, v):
+        calls.append(1)
+        return (x,)
+
+    kernel = build_hop_kernel(
+        core,
+        num_inputs=1,
+        num_states=1,
+        num_outputs=1,
+        example_inputs=(torch.zeros(3), torch.zeros(3)),
+    )
+    assert calls == []  # constructing runs none of the user's code
     with pytest.raises(ValueError, match="num_outputs \\+ num_states"):
-        build_hop_kernel(
-            lambda x, v: (x,),
-            num_inputs=1,
-            num_states=1,
-            num_outputs=1,
-            example_inputs=(torch.zeros(3), torch.zeros(3)),
-        )
+        kernel(torch.zeros(2, 3), torch.zeros(3))
 
 
 def test_kernel_call_with_wrong_tensor_count_is_an_error():

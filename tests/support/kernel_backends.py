@@ -3,8 +3,10 @@
 Each :class:`GridBackend` says how to get a neuron operator of one backend and where its
 tensors live. On a machine without a GPU: ``triton`` runs under Triton's CPU interpreter,
 ``cupy`` runs its generated CUDA source compiled for the host (see :mod:`host_cuda`);
-``inductor`` compiles the reference loops with ``torch.compile``. The ``-cuda`` entries
-are marked ``gpu``. A backend whose package is not installed is skipped with the reason.
+``inductor`` compiles the reference loops with ``torch.compile``; ``fused`` is the
+``torch`` backend's fused loop (:mod:`sj_core.fused`), which has multi-step operators
+only. The ``-cuda`` entries are marked ``gpu``. A backend whose package is not installed
+is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _installed(module: str) -> bool:
 class GridBackend:
     """One backend on one device type."""
 
-    name: str  # the backend name: "triton", "cupy", "inductor", "torch"
+    name: str  # the backend name: "triton", "cupy", "inductor", "torch", "fused"
     device: str  # "cpu" or "cuda"
 
     @property
@@ -73,6 +75,12 @@ class GridBackend:
             from sj_core import inductor
 
             return getattr(inductor, f"multistep_{statement}")
+        if self.name == "fused":
+            if mode != "multi_step":
+                pytest.skip("the torch backend's single step is the reference's neuron_step")
+            from sj_core import fused
+
+            return getattr(fused, f"multistep_{statement}")
         module = importlib.import_module(f"sj_{self.name}.operators")
         return getattr(module, f"{statement}_{mode}")
 
@@ -128,6 +136,7 @@ KERNEL_BACKENDS = (
 )
 INDUCTOR = GridBackend("inductor", "cpu")
 TORCH = GridBackend("torch", "cpu")
+FUSED = GridBackend("fused", "cpu")
 
 
 def backend_params(backends=KERNEL_BACKENDS) -> list:

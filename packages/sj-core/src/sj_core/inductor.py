@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import threading
 import types
 from collections import OrderedDict
@@ -43,8 +44,10 @@ import torch
 
 from . import reference
 from .backends.errors import UnsupportedByBackendError
+from .kernels.kernel_op import functorch_transform_active
 from .neuron.statements import EIF, IF, IZHIKEVICH, LIF, PLIF, QIF, NeuronStatement
 from .surrogate import SurrogateFunctionBase
+from .waiting import long_work
 
 __all__ = [
     "MAX_CACHE_ENTRIES",
@@ -61,6 +64,7 @@ __all__ = [
 
 #: The most compiled callables kept at once (least recently used dropped first).
 MAX_CACHE_ENTRIES = 64
+_LOG = logging.getLogger(__name__)
 
 
 class CacheInfo(NamedTuple):
@@ -201,9 +205,10 @@ def _run(statement: NeuronStatement, tensors: tuple[torch.Tensor, ...], kwargs: 
     reference.split_operator_tensors(statement, tensors[0], tensors[1:])
     params = {k: v for k, v in kwargs.items() if k not in _COMMON_KEYWORDS}
     statement.validate(params, kwargs.get("v_threshold"), kwargs.get("v_reset"))
-    if torch.compiler.is_compiling() or tensors[0].shape[0] == 0:
+    if torch.compiler.is_compiling() or tensors[0].shape[0] == 0 or functorch_transform_active():
         # Already inside torch.compile: the outer compiler fuses the plain loop. T == 0:
-        # nothing to compile.
+        # nothing to compile. Inside torch.func transforms (grad, vmap), which cannot
+        # call a compiled function: the same loop, eagerly.
         return reference.multistep(statement, *tensors, **kwargs)
     scalars = tuple(
         (name, _scalar_key(name, value))
@@ -220,7 +225,13 @@ def _run(statement: NeuronStatement, tensors: tuple[torch.Tensor, ...], kwargs: 
     compiled = _compile(_bind(functools.partial(reference.multistep, statement), bound))
     _CACHE.put(key, compiled)
     try:
-        return compiled(*tensors)  # the first call compiles
+        with long_work(
+            _LOG,
+            f"compiling {statement.operator_key} with torch.compile (inductor) for "
+            f"{tensors[0].dtype} inputs of shape {tuple(tensors[0].shape)} on {tensors[0].device}",
+            hint="each configuration compiles once per process; later calls reuse it",
+        ):
+            return compiled(*tensors)  # the first call compiles
     except BaseException:
         _CACHE.discard(key)  # let a later call retry from scratch
         raise

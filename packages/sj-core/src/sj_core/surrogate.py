@@ -100,14 +100,24 @@ def _full(x: torch.Tensor, mask: torch.Tensor, inside: float, outside: float) ->
 
 
 class _SpikeWithSurrogate(torch.autograd.Function):
-    """Heaviside forward; ``grad * gradient_fn(x, *params)`` backward."""
+    """Heaviside forward; ``grad * gradient_fn(x, *params)`` backward.
+
+    Written with a separate ``setup_context`` and a generated vmap rule, so that the
+    ``torch.func`` transforms (``grad``, ``vmap``, ``functional_call``) accept it.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, gradient_fn, *params):
+    def forward(x, gradient_fn, *params):
+        return heaviside(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, gradient_fn, *params = inputs
         ctx.save_for_backward(x)
         ctx.gradient_fn = gradient_fn
-        ctx.params = params
-        return heaviside(x)
+        ctx.params = tuple(params)
 
     @staticmethod
     def backward(ctx, grad_output):

@@ -38,7 +38,6 @@ import torch
 
 from sj_core.neuron.flexsn_validation import (
     check_core,
-    check_core_returns,
     check_counts,
     check_example_inputs,
     check_requires_grad,
@@ -166,8 +165,8 @@ def build_hop_kernel(
             a tuple or list of tensors; a function or an ``nn.Module``. Tensors it
             captures (closures, parameters) receive gradients.
         num_inputs, num_states, num_outputs: what ``core`` takes and returns.
-        example_inputs: optional one step of each input and state; when given, ``core``
-            runs once on them (no grad) so a wrong return count fails here, not mid-scan.
+        example_inputs: optional one step of each input and state (checked; ``core`` is
+            not called before the first scan: constructing runs none of the user's code).
         requires_grad: optional, one bool per ``core`` argument. Accepted for the shared
             factory contract and checked; autograd decides what needs gradients here.
         backend: must be ``"hop"``.
@@ -187,7 +186,4 @@ def build_hop_kernel(
     core = check_core(core, num_inputs, num_states)
     example_inputs = check_example_inputs(example_inputs, num_inputs, num_states)
     check_requires_grad(requires_grad, num_inputs, num_states)
-    if example_inputs is not None:
-        with torch.no_grad():
-            check_core_returns(core(*example_inputs), num_outputs, num_states)
     return HopScanKernel(core, num_inputs, num_states, num_outputs)

@@ -1,9 +1,11 @@
 """The backends that ship with sj-core: ``torch`` and ``inductor``.
 
-``torch`` is the reference: every neuron runs on it in both step modes through its
-Python hooks, and its operators (:mod:`sj_core.reference`) are the pure-torch loops that
-every other backend must reproduce. ``inductor`` compiles the same loops with
-``torch.compile`` (:mod:`sj_core.inductor`).
+``torch`` runs every neuron in both step modes, on every device. Its multi-step operators
+(:mod:`sj_core.fused`) run each call's ``T`` steps as one autograd node (a forward loop
+without a graph, the reverse-time recurrences in the backward), falling back to the
+per-step autograd loops of :mod:`sj_core.reference` where those do not apply; the
+reference loops are what every backend, the fused loop included, is tested against.
+``inductor`` compiles the reference loops with ``torch.compile`` (:mod:`sj_core.inductor`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ TORCH = BackendSpec(
     name="torch",
     distribution="sj-core",
     operators={
-        f"{neuron}.multi_step": f"sj_core.reference:multistep_{neuron}"
-        for neuron in _REFERENCE_NEURONS
+        f"{neuron}.multi_step": f"sj_core.fused:multistep_{neuron}" for neuron in _REFERENCE_NEURONS
     },
     devices=("cpu", "cuda", "mps", "xpu"),
     priority=0,
-    description="pure PyTorch time loop (the reference); every neuron, every device",
+    description="PyTorch time loop, fused into one autograd node; every neuron, every device",
 )
 
 INDUCTOR = BackendSpec(

@@ -8,6 +8,8 @@ A spiking network is an ordinary ``nn.Module`` tree whose stateful parts are
 * :func:`set_step_mode` / :func:`set_backend`: configure every module at once.
 * :func:`multi_step_forward` / :func:`seq_to_ann_forward`: run single-step or stateless
   modules over a ``[T, N, *]`` sequence.
+* the pure per-step neuron functions of :mod:`sj_core.functional.neuron` (``if_step``,
+  ``lif_step``, ...), re-exported here.
 
 Example::
 
@@ -29,14 +31,40 @@ import torch
 from torch import nn
 
 from .. import backends
+from . import neuron
+from .compact import compact_spikes
+from .neuron import (
+    eif_step,
+    if_step,
+    izhikevich_step,
+    lif_charge,
+    lif_step,
+    masked_psn_step,
+    plif_step,
+    qif_step,
+    sliding_psn_step,
+    voltage_reset,
+)
 
 __all__ = [
+    "compact_spikes",
     "detach_net",
+    "eif_step",
+    "if_step",
+    "izhikevich_step",
+    "lif_charge",
+    "lif_step",
+    "masked_psn_step",
     "multi_step_forward",
+    "neuron",
+    "plif_step",
+    "qif_step",
     "reset_net",
     "seq_to_ann_forward",
     "set_backend",
     "set_step_mode",
+    "sliding_psn_step",
+    "voltage_reset",
 ]
 
 StepFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -194,10 +222,11 @@ def _chain(modules: StepFunction | Sequence[StepFunction]) -> StepFunction:
     if isinstance(modules, (list, tuple, nn.ModuleList)):
         stages = tuple(modules)
 
-        def run(x: torch.Tensor) -> torch.Tensor:
+        def run(*args: torch.Tensor) -> torch.Tensor:
+            # The first stage takes every input; each next one the previous result.
             for stage in stages:
-                x = stage(x)
-            return x
+                args = (stage(*args),)
+            return args[0]
 
         return run
     if not callable(modules):
@@ -239,8 +268,9 @@ def multi_step_forward(
 
 
 def seq_to_ann_forward(
-    x_seq: torch.Tensor, stateless_module: StepFunction | Sequence[StepFunction]
-) -> torch.Tensor:
+    x_seq: torch.Tensor | tuple[torch.Tensor, ...],
+    stateless_module: StepFunction | Sequence[StepFunction],
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Run stateless modules on a whole sequence at once, time folded into the batch.
 
     Shapes: ``x_seq`` ``[T, N, *]`` is reshaped to ``[T * N, *]``, the module(s) map it
@@ -248,10 +278,17 @@ def seq_to_ann_forward(
     for modules without state across steps (convolutions, linear layers, pooling; batch
     norm then pools its statistics over ``T * N``).
 
+    ``x_seq`` may be a tuple of sequences with the same ``[T, N]`` leading dimensions:
+    each is folded and the first module gets them as positional arguments. A module that
+    returns a tuple (``MaxPool2d(return_indices=True)``) gives a tuple of sequences.
+
     Args:
-        x_seq: the input sequence, time first.
+        x_seq: the input sequence, time first, or a tuple of them.
         stateless_module: a module (or callable), or a list/tuple of them applied in
             order.
+
+    Raises:
+        ValueError: sequences of a tuple whose ``[T, N]`` leading dimensions differ.
 
     Example::
 
@@ -259,6 +296,17 @@ def seq_to_ann_forward(
         >>> functional.seq_to_ann_forward(torch.rand(4, 2, 3, 5, 5), conv).shape
         torch.Size([4, 2, 8, 5, 5])
     """
-    _check_sequence(x_seq, "seq_to_ann_forward")
-    y = _chain(stateless_module)(x_seq.flatten(0, 1))
-    return y.unflatten(0, (x_seq.shape[0], x_seq.shape[1]))
+    sequences = x_seq if isinstance(x_seq, tuple) else (x_seq,)
+    for sequence in sequences:
+        _check_sequence(sequence, "seq_to_ann_forward")
+    leading = sequences[0].shape[:2]
+    if any(sequence.shape[:2] != leading for sequence in sequences[1:]):
+        raise ValueError(
+            "seq_to_ann_forward expects every tensor of x_seq to share the same "
+            "[T, batch_size] leading dimensions, got shapes "
+            f"{[tuple(sequence.shape) for sequence in sequences]}"
+        )
+    y = _chain(stateless_module)(*(sequence.flatten(0, 1) for sequence in sequences))
+    if isinstance(y, tuple):
+        return tuple(item.unflatten(0, tuple(leading)) for item in y)
+    return y.unflatten(0, tuple(leading))

@@ -42,6 +42,8 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from ..backends.errors import UnsupportedByBackendError
+
 __all__ = [
     "KernelImplementation",
     "KernelOp",
@@ -192,6 +194,19 @@ def _absent(tensors: Sequence[Tensor], present: Sequence[bool]) -> list[Tensor |
     return [t if p else None for t, p in zip(tensors, present, strict=True)]
 
 
+def functorch_transform_active() -> bool:
+    """Whether a ``torch.func`` transform (``grad``, ``vmap``, ...) is running.
+
+    Not while ``torch.compile`` traces: Dynamo runs its own functorch interpreters (the
+    compiled graph calls the registered operators, which need no transform support).
+    """
+    if torch.compiler.is_compiling():
+        return False
+    functorch = getattr(torch._C, "_functorch", None)
+    peek = getattr(functorch, "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
+
+
 class _EagerKernelFunction(torch.autograd.Function):
     """The eager training path: the implementation under autograd, no dispatcher."""
 
@@ -247,8 +262,19 @@ class KernelOp:
 
     def __call__(self, config: Any, inputs: Sequence[Tensor | None]) -> tuple[Tensor | None, ...]:
         """Run the operator on ``inputs`` with ``config``; returns the ``num_outputs``
-        outputs (``None`` for absent ones on the eager paths, empty tensors traced)."""
+        outputs (``None`` for absent ones on the eager paths, empty tensors traced).
+
+        Raises:
+            UnsupportedByBackendError: inside a ``torch.func`` transform (``grad``,
+                ``vmap``, ...), which the kernels do not implement (``'auto'`` then runs
+                the torch backend).
+        """
         impl = self.implementation
+        if functorch_transform_active():
+            raise UnsupportedByBackendError(
+                f"the {impl.backend} backend's kernels do not run under torch.func transforms "
+                "(grad, vmap, jacrev, ...); use backend='torch' (or 'auto') for them"
+            )
         inputs = list(inputs)
         needs_grad = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in inputs

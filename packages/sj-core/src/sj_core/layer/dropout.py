@@ -9,6 +9,8 @@ in several multi-step chunks (truncated BPTT) keeps one mask.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..base import MemoryModule
@@ -64,23 +66,40 @@ class Dropout(MemoryModule):
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
         return keep * scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``[N, *]`` (``'s'``) or ``[T, N, *]`` (``'m'``); same shape out."""
-        if self.step_mode == "m":
+    def _apply_mask(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str, kwargs: dict
+    ) -> tuple[tuple[torch.Tensor], tuple[Any]]:
+        if kwargs or len(inputs) != 1:
+            raise TypeError("Dropout takes one input tensor and no keyword arguments")
+        (x,), (mask,) = inputs, states
+        if step_mode == "m":
             check_multi_step_input(self, x, min_dim=2, max_dim=None, layout="[T, N, *]")
         if not self.training or self.p == 0.0:
-            return x
-        step = x[0] if self.step_mode == "m" else x
-        if self.mask is None:
-            self.mask = self.draw_mask(step)
-        elif self.mask.shape != step.shape:
+            return (x,), (mask,)
+        step = x[0] if step_mode == "m" else x
+        if mask is None:
+            mask = self.draw_mask(step)
+        elif mask.shape != step.shape:
             raise ValueError(
-                f"Dropout mask was drawn for steps of shape {tuple(self.mask.shape)} at the "
+                f"Dropout mask was drawn for steps of shape {tuple(mask.shape)} at the "
                 f"first call after reset(), but this step has shape {tuple(step.shape)}; "
                 "call sj_core.functional.reset_net(net) between sequences"
             )
-        mask = self.mask if self.mask.dtype == x.dtype else self.mask.to(x.dtype)
-        return x * mask
+        return (x * (mask if mask.dtype == x.dtype else mask.to(x.dtype)),), (mask,)
+
+    def single_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor], tuple[Any]]:
+        """``((x * mask,), (mask,))`` for ``x`` ``[N, *]``; a ``None`` mask is drawn
+        (in training mode)."""
+        return self._apply_mask(inputs, states, "s", kwargs)
+
+    def multi_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor], tuple[Any]]:
+        """``((x_seq * mask,), (mask,))`` for ``x_seq`` ``[T, N, *]``, the same mask at
+        every step."""
+        return self._apply_mask(inputs, states, "m", kwargs)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, step_mode={self.step_mode}"

@@ -16,7 +16,10 @@ import torch
 
 from .. import backends
 from ..base import MemoryModule
-from ..reference import empty_spikes
+from ..caller import user_stacklevel
+from ..functional.compact_registry import mark_module_spikes
+from ..fused.operators import fused_multistep
+from ..reference import empty_spikes, neuron_step
 from ..surrogate import SurrogateFunctionBase
 from .nonspiking import NonSpikingBaseNode
 from .statements import FLAG, FLOAT, TENSOR, NeuronStatement, fire_input, reset
@@ -34,6 +37,16 @@ _MATH_HOOKS = (
     "neuronal_reset",
     "single_step_forward",
 )
+
+
+def _fires(node: BaseNode) -> bool:
+    """Whether ``node``'s spikes come from BaseNode's own firing hooks (the surrogate's
+    output, stacked), which :func:`~sj_core.functional.compact_spikes` may store as bits."""
+    cls = type(node)
+    return all(getattr(cls, hook) is getattr(BaseNode, hook) for hook in _FIRING_HOOKS)
+
+
+_FIRING_HOOKS = ("neuronal_fire", "single_step_forward", "multi_step_forward")
 
 
 def step_like(x_seq: torch.Tensor) -> torch.Tensor:
@@ -115,8 +128,21 @@ class BaseNode(MemoryModule):
     @store_v_seq.setter
     def store_v_seq(self, value: bool) -> None:
         self._store_v_seq = check_bool("store_v_seq", value)
-        if value and "v_seq" not in self._memory_reset_values:
-            self.register_memory("v_seq", None)
+        # An observation, not a state: outside the memories (so outside the explicit
+        # state layout), cleared here and by reset().
+        self.v_seq = None
+
+    def reset(self) -> None:
+        """Restore every memory to its reset value, and clear ``v_seq``."""
+        super().reset()
+        self.v_seq = None
+
+    def _apply(self, fn, recurse=True):
+        # v_seq follows .to()/.half() like the memories do, though it is not one.
+        module = super()._apply(fn, recurse)
+        if isinstance(self.v_seq, torch.Tensor):
+            self.v_seq = fn(self.v_seq)
+        return module
 
     @property
     def kernel_states(self) -> tuple[str, ...]:
@@ -187,7 +213,9 @@ class BaseNode(MemoryModule):
                 function = backends.get_operator(candidate, key)
             except backends.BackendError as exc:
                 warnings.warn(
-                    f"backend='auto' skips {candidate!r}: {exc}", RuntimeWarning, stacklevel=3
+                    f"backend='auto' skips {candidate!r}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=user_stacklevel(),
                 )
                 continue
             devices = backends.get_backend(candidate).spec_for(key).devices
@@ -291,64 +319,181 @@ class BaseNode(MemoryModule):
             return ()
         return tuple(getattr(self, name).reshape(1) for name in self.statement.names(TENSOR))
 
-    def _kernel_single_step(self, operator: Callable, x: torch.Tensor) -> torch.Tensor:
-        states = [self.materialize_memory(name, x) for name in self.kernel_states]
-        outputs = operator(x, *states, *self.kernel_tensors(), **self.kernel_kwargs())
-        for i, name in enumerate(self.kernel_states):
-            setattr(self, name, outputs[1 + i])
-        return outputs[0]
-
-    def _kernel_multi_step(self, operator: Callable, x_seq: torch.Tensor) -> torch.Tensor:
-        like = step_like(x_seq)
-        states = [self.materialize_memory(name, like) for name in self.kernel_states]
-        outputs = operator(
-            x_seq,
-            *states,
-            *self.kernel_tensors(),
-            store_v_seq=self.store_v_seq,
-            **self.kernel_kwargs(),
-        )
-        # Indexing, not zip(): torch 2.6's Dynamo treats zip(..., strict=False) over
-        # sequences of different lengths as an error.
-        for i, name in enumerate(self.kernel_states):
-            setattr(self, name, outputs[1 + i])
-        if self.store_v_seq:
-            self.v_seq = outputs[-1]
-        return outputs[0]
-
     def _run_torch(self, x: torch.Tensor) -> torch.Tensor:
+        """The hooks' cycle (custom neurons, whose hooks define the math)."""
         if self.step_mode == "s":
             return self.single_step_forward(x)
         return self.multi_step_forward(x)
 
-    def _run_kernel(self, operator: Callable, x: torch.Tensor) -> torch.Tensor:
-        if self.step_mode == "s":
-            return self._kernel_single_step(operator, x)
-        return self._kernel_multi_step(operator, x)
+    def _call_operator(
+        self, operator: Callable, x: torch.Tensor, states: tuple, step_mode: str, v_seq: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """One operator call: ``(spikes, new states, v_seq | None)``."""
+        n = len(states)
+        if step_mode == "s":
+            outputs = operator(x, *states, *self.kernel_tensors(), **self.kernel_kwargs())
+            return outputs[0], tuple(outputs[1 : 1 + n]), None
+        outputs = operator(
+            x, *states, *self.kernel_tensors(), store_v_seq=v_seq, **self.kernel_kwargs()
+        )
+        return outputs[0], tuple(outputs[1 : 1 + n]), outputs[-1] if v_seq else None
+
+    def _reference_transition(
+        self, x: torch.Tensor, states: tuple, step_mode: str, v_seq: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """The statement on the torch backend (the hooks' numbers, without the module)."""
+        kwargs = self.kernel_kwargs()
+        if step_mode == "s":
+            params = {name: kwargs.pop(name) for name in self.neuron_params()}
+            spike, new_states = neuron_step(
+                self.statement, x, states, self.kernel_tensors(), params, **kwargs
+            )
+            return spike, new_states, None
+        # T steps as one autograd node (sj_core.fused); the per-step reference loop where
+        # that does not apply.
+        outputs = fused_multistep(
+            self.statement, x, *states, *self.kernel_tensors(), store_v_seq=v_seq, **kwargs
+        )
+        return outputs[0], tuple(outputs[1:-1]), outputs[-1]
+
+    def _transition(
+        self, x: torch.Tensor, states: tuple, step_mode: str, v_seq: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """The neuron as a pure function on this module's backend: ``(spikes, new
+        kernel states, v_seq | None)`` from ``x`` and the kernel states (materialized)."""
+        backend = self._backend
+        if backend == "auto":
+            for name, device_types, operator in self._operator:
+                if x.device.type not in device_types:
+                    continue
+                try:
+                    result = self._call_operator(operator, x, states, step_mode, v_seq)
+                except backends.UnsupportedByBackendError:
+                    # Only 'auto' may fall back: this backend cannot run this input.
+                    continue
+                self.last_backend = name
+                return result
+        elif backend != "torch":
+            self.last_backend = backend
+            return self._call_operator(self._operator, x, states, step_mode, v_seq)
+        self.last_backend = "torch"
+        return self._reference_transition(x, states, step_mode, v_seq)
+
+    # -- explicit state --------------------------------------------------------------------
+
+    def _kernel_state_indices(self) -> list[int]:
+        names = list(self._memories_rv)
+        return [names.index(name) for name in self.kernel_states]
+
+    def materialize_states(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str
+    ) -> tuple[Any, ...]:
+        """The neuron's states as tensors like one step of ``inputs[0]`` (pure): a scalar
+        becomes a filled tensor, a tensor of another step shape restarts from its reset
+        value, one of another dtype or device is converted. Other memories pass as they
+        are."""
+        x = inputs[0]
+        like = x if step_mode == "s" else step_like(x)
+        states = list(states)
+        names = list(self._memories_rv)
+        for i in self._kernel_state_indices():
+            states[i] = self.materialized_value(names[i], states[i], like)
+        return tuple(states)
+
+    def _functional(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str, kwargs: dict
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__}'s functional forward takes no keyword arguments, "
+                f"got {sorted(kwargs)}"
+            )
+        if len(inputs) != 1:
+            raise TypeError(
+                f"{type(self).__name__} takes one input tensor, got {len(inputs)} inputs"
+            )
+        (x,) = inputs
+        check_input(self, x, step_mode)
+        if self.statement is None:
+            return self._swapped_functional(x, states, step_mode)
+        states = tuple(states)
+        if len(states) != len(self._memories_rv):
+            raise ValueError(
+                f"{type(self).__name__} expects {len(self._memories_rv)} states "
+                f"{tuple(self._memories_rv)}, got {len(states)}"
+            )
+        indices = self._kernel_state_indices()
+        spike, new, _ = self._transition(x, tuple(states[i] for i in indices), step_mode)
+        new_states = list(states)
+        for i, value in zip(indices, new, strict=True):
+            new_states[i] = value
+        return (spike,), tuple(new_states)
+
+    def _swapped_functional(
+        self, x: torch.Tensor, states: tuple[Any, ...], step_mode: str
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """A custom neuron (its hooks define the math): run the hooks with ``states``
+        loaded into the memories, and put the module's own state back afterwards, also
+        when the hooks raise."""
+        names = list(self._memories_rv)
+        if len(states) != len(names):
+            raise ValueError(
+                f"{type(self).__name__} expects {len(names)} states {tuple(names)}, "
+                f"got {len(states)}"
+            )
+        saved = [getattr(self, name) for name in names], self.v_seq, self.last_backend
+        try:
+            for name, value in zip(names, states, strict=True):
+                setattr(self, name, value)
+            if step_mode == "s":
+                spike = self.single_step_forward(x)
+            else:
+                spike = self.multi_step_forward(x)
+            new_states = tuple(getattr(self, name) for name in names)
+        finally:
+            for name, value in zip(names, saved[0], strict=True):
+                setattr(self, name, value)
+            self.v_seq, self.last_backend = saved[1], saved[2]
+        return (spike,), new_states
+
+    def single_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """One step, pure: ``((spike [N, *],), new_states)`` from ``(x [N, *],)`` and the
+        states (this neuron's memories in order: ``v``, and ``w`` for Izhikevich, as
+        tensors like ``x``; see :meth:`materialize_states`). Runs on the module's
+        backend, with the numbers of its ``forward``."""
+        return self._functional(inputs, states, "s", kwargs)
+
+    def multi_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """``T`` steps, pure: ``((spike_seq [T, N, *],), final states)`` from ``(x_seq
+        [T, N, *],)`` and the states. ``v_seq`` is not produced (it is an observation,
+        not a state)."""
+        return self._functional(inputs, states, "m", kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[N, *]`` in step mode ``'s'``, ``[T, N, *]`` in ``'m'``; returns spikes
         of the same shape (or the surrogate's primitive when it has ``spiking=False``)."""
         check_input(self, x, self.step_mode)
-        backend = self._backend
-        if backend == "torch":
+        if self.statement is None:
             self.last_backend = "torch"
-            return self._run_torch(x)
-        if backend != "auto":
-            self.last_backend = backend
-            return self._run_kernel(self._operator, x)
-        for name, device_types, operator in self._operator:
-            if x.device.type not in device_types:
-                continue
-            try:
-                out = self._run_kernel(operator, x)
-            except backends.UnsupportedByBackendError:
-                # Only 'auto' may fall back: this backend cannot run this input.
-                continue
-            self.last_backend = name
-            return out
-        self.last_backend = "torch"
-        return self._run_torch(x)
+            spike = self._run_torch(x)
+            # For compact_spikes(): binary only if BaseNode's own hooks made it.
+            return mark_module_spikes(spike, self.surrogate_function) if _fires(self) else spike
+        mode = self.step_mode
+        names = list(self._memories_rv)
+        indices = self._kernel_state_indices()
+        like = x if mode == "s" else step_like(x)
+        states = tuple(self.materialize_memory(names[i], like) for i in indices)
+        store = self.store_v_seq and mode == "m"
+        spike, new_states, v_seq = self._transition(x, states, mode, store)
+        for i, value in zip(indices, new_states, strict=True):
+            setattr(self, names[i], value)
+        if store:
+            self.v_seq = v_seq
+        return mark_module_spikes(spike, self.surrogate_function)
 
     # -- pickling --------------------------------------------------------------------------
 

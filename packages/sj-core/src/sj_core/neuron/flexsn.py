@@ -28,11 +28,13 @@ import torch
 
 from .. import backends
 from ..base import MemoryModule, placed_like
+from ..functional.compact_registry import mark_checked_spikes
 from ..kernels.triton_interpreter import interpreter_enabled
 from .flexsn_validation import (
     check_core,
     check_core_returns,
     check_counts,
+    check_elementwise_examples,
     check_example_inputs,
     check_example_outputs,
     check_requires_grad,
@@ -70,6 +72,11 @@ def _build_kernel(
         requires_grad=requires_grad,
         backend=backend,
     )
+
+
+def _no_keywords(kwargs: dict) -> None:
+    if kwargs:
+        raise TypeError(f"FlexSN's forward takes no keyword arguments, got {sorted(kwargs)}")
 
 
 def _check_argument_count(owner: str, args: Sequence[Any], expected: int, what: str) -> None:
@@ -155,16 +162,19 @@ class FlexSN(MemoryModule):
       states are kept in ``states`` (a following call continues from them), and with
       ``store_state_seqs=True`` the list ``state_seqs`` holds every state ``[T, ...]``.
 
-    ``forward`` returns a single tensor when ``num_outputs == 1`` and a tuple of tensors
-    otherwise (as the reference system does). States start from :meth:`init_states`
+    ``forward`` returns a single tensor when ``num_outputs == 1``; otherwise the outputs
+    as :meth:`single_step_forward` (a tuple) or :meth:`multi_step_forward` (a list)
+    return them, as the reference system does (``num_outputs == 0``, a core that only
+    updates its states, returns an empty one). States start from :meth:`init_states`
     (zeros like one step of the first input; override it in a subclass) and again after
-    :meth:`reset`.
+    :meth:`reset`. The explicit state is ``(states,)``: one memory holding the list of
+    states (``state_seqs`` is an observation, outside it).
 
     Args:
         core: the single-step function (a function or an ``nn.Module``).
         num_inputs: number of inputs (>= 1).
         num_states: number of states (>= 0).
-        num_outputs: number of outputs (>= 1).
+        num_outputs: number of outputs (>= 0).
         example_inputs: example tensors ``(*inputs, *states)`` for the kernel backends'
             tracing (passed to sj-flexsn; unused by ``'torch'``).
         requires_grad: one bool per ``core`` argument, for the kernel backends' training
@@ -213,13 +223,27 @@ class FlexSN(MemoryModule):
         self.example_inputs = check_example_inputs(example_inputs, num_inputs, num_states)
         self.requires_grad = check_requires_grad(requires_grad, num_inputs, num_states)
         self.example_outputs = check_example_outputs(example_outputs, num_outputs)
-        self.store_state_seqs = check_bool("store_state_seqs", store_state_seqs)
+        self.store_state_seqs = store_state_seqs
         self.register_memory("states", None)
-        self.register_memory("state_seqs", None)
         self._backend = "torch"
         self._set_kernel(None)
         self.step_mode = step_mode
         self.backend = backend
+
+    @property
+    def store_state_seqs(self) -> bool:
+        """Whether step mode ``'m'`` keeps every state ``[T, ...]`` in ``state_seqs``."""
+        return self._store_state_seqs
+
+    @store_state_seqs.setter
+    def store_state_seqs(self, value: bool) -> None:
+        self._store_state_seqs = check_bool("store_state_seqs", value)
+        self.state_seqs = None
+
+    def reset(self) -> None:
+        """Back to the initial states (made again at the next call); clears ``state_seqs``."""
+        super().reset()
+        self.state_seqs = None
 
     # -- backend -------------------------------------------------------------------------
 
@@ -243,6 +267,9 @@ class FlexSN(MemoryModule):
     def backend(self, name: str) -> None:
         self._check_backend(name, self.step_mode)
         kernel = None
+        if name in ("triton", "inductor"):
+            # The generated kernels: checked here, before anything is built or traced.
+            check_elementwise_examples(self.example_inputs, self.example_outputs, name)
         if name != "torch":
             kernel = _build_kernel(
                 self.core,
@@ -299,32 +326,43 @@ class FlexSN(MemoryModule):
         step_shape = first.shape if step_mode == "s" else first.shape[1:]
         return [first.new_zeros(step_shape) for _ in range(num_states)]
 
-    def _fresh_states(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        states = self.init_states(self.num_states, self.step_mode, *inputs)
+    def _fresh_states(self, inputs: Sequence[torch.Tensor], step_mode: str) -> list[torch.Tensor]:
+        states = self.init_states(self.num_states, step_mode, *inputs)
         return check_states(states, self.num_states, "init_states")
 
     def _current_states(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The states this call starts from, handled as BaseNode handles its memories:
-        made by :meth:`init_states` on the first call (and after :meth:`reset`), made
-        afresh when the input's step shape changed (a new batch size), and converted to
-        the input's dtype and device when those changed."""
+        """The states this call starts from (see :meth:`materialize_states`), kept."""
+        self.states = self._materialized(inputs, self.states, self.step_mode)
+        return self.states
+
+    def _materialized(
+        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor] | None, step_mode: str
+    ) -> list[torch.Tensor]:
         first = inputs[0]
-        step_shape = first.shape if self.step_mode == "s" else first.shape[1:]
-        states = self.states
+        step_shape = first.shape if step_mode == "s" else first.shape[1:]
         if states is None:
-            states = self._fresh_states(inputs)
+            states = self._fresh_states(inputs, step_mode)
         elif any(state.shape != step_shape for state in states):
             # A new batch size, or states that a custom init_states shapes otherwise:
             # compare with what it makes for this input.
-            fresh = self._fresh_states(inputs)
+            fresh = self._fresh_states(inputs, step_mode)
             if [f.shape for f in fresh] != [s.shape for s in states]:
                 states = fresh
         # Floating states follow the input's dtype; every state follows its device.
-        states = [
+        return [
             placed_like(s, first) if s.is_floating_point() else s.to(first.device) for s in states
         ]
-        self.states = states
-        return states
+
+    def materialize_states(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str
+    ) -> tuple[Any, ...]:
+        """``(states,)`` ready to run (pure), as BaseNode handles its memories: made by
+        :meth:`init_states` when ``None`` (the first call, after :meth:`reset`), made
+        afresh when the input's step shape changed (a new batch size), converted to the
+        input's dtype and device when those changed."""
+        self._check_inputs(inputs, step_mode)
+        (values,) = states
+        return (self._materialized(inputs, values, step_mode),)
 
     # -- forward -------------------------------------------------------------------------
 
@@ -340,46 +378,88 @@ class FlexSN(MemoryModule):
                     f"[T, ...] with the same T, got shapes {shapes}"
                 )
 
-    def _pack(self, outputs: Sequence[torch.Tensor]) -> Outputs:
-        return outputs[0] if self.num_outputs == 1 else tuple(outputs)
-
     def _run_core(self, *args: torch.Tensor) -> Sequence[torch.Tensor]:
         returns = self.core(*args)
         return check_core_returns(returns, self.num_outputs, self.num_states)
 
-    def single_step_forward(self, *args: torch.Tensor) -> Outputs:
-        """One step: inputs ``[N, *]`` each -> outputs ``[N, *]``; updates ``states``."""
-        self._check_inputs(args, "s")
-        returns = self._run_core(*args, *self._current_states(args))
-        self.states = list(returns[self.num_outputs :])
-        return self._pack(returns[: self.num_outputs])
+    def _states_of(self, inputs: tuple[Any, ...], states: tuple[Any, ...], mode: str) -> list:
+        if len(states) != 1:
+            raise ValueError(
+                f"FlexSN's explicit state is (states,), one list of {self.num_states} "
+                f"tensors (or None); got {len(states)} values"
+            )
+        return self._materialized(inputs, states[0], mode)
 
-    def multi_step_forward(self, *args: torch.Tensor) -> Outputs:
-        """``T`` steps: inputs ``[T, N, *]`` each -> outputs ``[T, N, *]``; updates
-        ``states`` (and ``state_seqs`` when ``store_state_seqs``)."""
+    def single_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[list[torch.Tensor]]]:
+        """One step, pure: ``(outputs, (new states,))`` from the inputs ``[N, *]`` each and
+        ``(states,)`` (a list of ``num_states`` tensors, or ``None`` for
+        :meth:`init_states`)."""
+        _no_keywords(kwargs)
+        inputs = tuple(inputs)
+        self._check_inputs(inputs, "s")
+        returns = self._run_core(*inputs, *self._states_of(inputs, states, "s"))
+        return tuple(returns[: self.num_outputs]), (list(returns[self.num_outputs :]),)
+
+    def multi_step_functional_forward(
+        self, inputs: tuple[Any, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[list[torch.Tensor]]]:
+        """``T`` steps, pure, on the module's backend: ``(outputs [T, ...] each, (final
+        states,))`` from the inputs ``[T, N, *]`` each and ``(states,)``."""
+        _no_keywords(kwargs)
+        inputs = tuple(inputs)
+        self._check_inputs(inputs, "m")
+        outputs, final_states, _ = self._sequence(
+            inputs, self._states_of(inputs, states, "m"), store_state_seqs=False
+        )
+        return tuple(outputs), (list(final_states),)
+
+    def single_step_forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One step: inputs ``[N, *]`` each -> the tuple of outputs ``[N, *]``; updates
+        ``states``."""
+        self._check_inputs(args, "s")
+        outputs, (self.states,) = self.single_step_functional_forward(
+            args, (self._current_states(args),)
+        )
+        return outputs
+
+    def multi_step_forward(self, *args: torch.Tensor) -> list[torch.Tensor]:
+        """``T`` steps: inputs ``[T, N, *]`` each -> the list of outputs ``[T, N, *]``;
+        updates ``states`` (and ``state_seqs`` when ``store_state_seqs``)."""
         self._check_inputs(args, "m")
         states = self._current_states(args)
-        if self._kernel is None:
-            outputs, final_states, state_seqs = self._torch_multi_step(args, states)
-        else:
-            outputs, final_states, state_seqs = self._kernel_multi_step(args, states)
-        self.states = final_states
+        outputs, final_states, state_seqs = self._sequence(
+            args, states, store_state_seqs=self.store_state_seqs
+        )
+        self.states = list(final_states)
         self.state_seqs = state_seqs
-        return self._pack(outputs)
+        return list(outputs)
 
     def forward(self, *args: torch.Tensor) -> Outputs:
         """``forward(*inputs)``; see the class docstring for shapes and return values."""
         if self.step_mode == "s":
-            return self.single_step_forward(*args)
-        return self.multi_step_forward(*args)
+            outputs = self.single_step_forward(*args)
+        else:
+            outputs = self.multi_step_forward(*args)
+        for output in outputs:  # compact_spikes(): outputs that are exactly 0 or 1
+            mark_checked_spikes(output)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _sequence(
+        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor], store_state_seqs: bool
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+        if self._kernel is None:
+            return self._torch_multi_step(inputs, states, store_state_seqs)
+        return self._kernel_multi_step(inputs, states, store_state_seqs)
 
     def _torch_multi_step(
-        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor]
+        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor], store_state_seqs: bool
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
         """The eager time loop: ``(outputs [T, ...], final states, state_seqs | None)``."""
         T = inputs[0].shape[0]
         if T == 0:
-            return self._empty_sequence(inputs, states)
+            return self._empty_sequence(inputs, states, store_state_seqs)
         output_steps: list[list[torch.Tensor]] = [[] for _ in range(self.num_outputs)]
         state_steps: list[list[torch.Tensor]] = [[] for _ in range(self.num_states)]
         for t in range(T):
@@ -387,17 +467,15 @@ class FlexSN(MemoryModule):
             states = list(returns[self.num_outputs :])
             for steps, output in zip(output_steps, returns[: self.num_outputs], strict=True):
                 steps.append(output)
-            if self.store_state_seqs:
+            if store_state_seqs:
                 for steps, state in zip(state_steps, states, strict=True):
                     steps.append(state)
         outputs = [torch.stack(steps) for steps in output_steps]
-        state_seqs = (
-            [torch.stack(steps) for steps in state_steps] if self.store_state_seqs else None
-        )
+        state_seqs = [torch.stack(steps) for steps in state_steps] if store_state_seqs else None
         return outputs, states, state_seqs
 
     def _empty_sequence(
-        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor]
+        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor], store_state_seqs: bool
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
         # With T == 0 there is no step to run core on, so the output shapes and dtypes
         # must come from the user's templates.
@@ -415,17 +493,17 @@ class FlexSN(MemoryModule):
             for template in self.example_outputs
         ]
         state_seqs = None
-        if self.store_state_seqs:
+        if store_state_seqs:
             state_seqs = [
                 state.new_empty((0, *state.shape)) + zero.to(state.dtype) for state in states
             ]
         return outputs, [state.clone() for state in states], state_seqs
 
     def _kernel_multi_step(
-        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor]
+        self, inputs: Sequence[torch.Tensor], states: list[torch.Tensor], store_state_seqs: bool
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
         """The sj-flexsn kernel: it handles training vs inference and ``T == 0`` itself."""
-        if self.store_state_seqs:
+        if store_state_seqs:
             returns = self._split_kernel_returns(self._kernel(*inputs, *states), "kernel")
             outputs, state_seqs = returns[: self.num_outputs], returns[self.num_outputs :]
             empty = inputs[0].shape[0] == 0

@@ -36,12 +36,16 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def check_counts(num_inputs: Any, num_states: Any, num_outputs: Any) -> tuple[int, int, int]:
-    """``num_inputs >= 1``, ``num_states >= 0``, ``num_outputs >= 1``, all ints."""
-    return (
+    """``num_inputs >= 1``, ``num_states >= 0``, ``num_outputs >= 0`` (a core that only
+    updates its states), all ints, and at least one output or state."""
+    counts = (
         _check_int("num_inputs", num_inputs, 1),
         _check_int("num_states", num_states, 0),
-        _check_int("num_outputs", num_outputs, 1),
+        _check_int("num_outputs", num_outputs, 0),
     )
+    if counts[1] == counts[2] == 0:
+        raise ValueError("FlexSN needs at least one output or one state, got neither")
+    return counts
 
 
 def _positional_range(core: Callable) -> tuple[int, int] | None:
@@ -151,6 +155,33 @@ def check_example_outputs(
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"example_outputs[{i}] must be a tensor, got {type(tensor).__name__}")
     return tuple(example_outputs)
+
+
+_KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def check_elementwise_examples(
+    example_inputs: tuple[torch.Tensor, ...] | None,
+    example_outputs: tuple[torch.Tensor, ...] | None,
+    backend: str,
+) -> None:
+    """What the generated element-wise kernels need of the examples: every example input
+    and output a float16/bfloat16/float32 tensor, all of one shape (one step)."""
+    examples = [("example_inputs", i, t) for i, t in enumerate(example_inputs or ())]
+    examples += [("example_outputs", i, t) for i, t in enumerate(example_outputs or ())]
+    for name, index, tensor in examples:
+        if tensor.dtype not in _KERNEL_DTYPES:
+            raise TypeError(
+                f"FlexSN backend {backend!r} runs element-wise kernels on float16, bfloat16 "
+                f"or float32 tensors; {name}[{index}] is {tensor.dtype}"
+            )
+    shapes = {tuple(tensor.shape) for _, _, tensor in examples}
+    if len(shapes) > 1:
+        found = [f"{name}[{index}]: {tuple(t.shape)}" for name, index, t in examples]
+        raise ValueError(
+            f"FlexSN backend {backend!r} runs an element-wise core: every example input, "
+            f"state and output must have the same shape (one step), got {', '.join(found)}"
+        )
 
 
 def check_core_returns(returns: Any, num_outputs: int, num_states: int) -> Sequence[Any]:

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import MemoryModule, MultiStepModule
+from ..functional.compact_registry import mark_module_spikes
+from ..functional.psn_steps import masked_psn_step, sliding_psn_step
 from ..surrogate import ATan, SurrogateFunctionBase
 
 __all__ = ["PSN", "MaskedPSN", "SlidingPSN"]
@@ -70,6 +72,15 @@ def _check_sequence(module: nn.Module, x_seq: Any, T: int | None) -> None:
         )
 
 
+def _one_input(module: nn.Module, inputs: tuple[Any, ...], kwargs: dict) -> tuple[Any]:
+    """The single input of a PSN's functional forward (which takes no keywords)."""
+    if kwargs:
+        raise TypeError(f"{type(module).__name__} takes no keyword arguments, got {sorted(kwargs)}")
+    if len(inputs) != 1:
+        raise TypeError(f"{type(module).__name__} takes one input tensor, got {len(inputs)}")
+    return tuple(inputs)
+
+
 def _check_step(module: nn.Module, x: Any) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{type(module).__name__} expects a tensor, got {type(x).__name__}")
@@ -105,7 +116,8 @@ class PSN(nn.Module, MultiStepModule):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         _check_sequence(self, x_seq, self.T)
         h_seq = torch.addmm(self.bias, self.weight, x_seq.flatten(1))
-        return self.surrogate_function(h_seq).view(x_seq.shape)
+        spikes = self.surrogate_function(h_seq).view(x_seq.shape)
+        return mark_module_spikes(spikes, self.surrogate_function)  # for compact_spikes()
 
     def extra_repr(self) -> str:
         return f"T={self.T}"
@@ -190,8 +202,12 @@ class MaskedPSN(MemoryModule):
         lambda_ = self._lambda_.clamp(max=1.0)
         return self.gen_masked_weight(lambda_, self.mask0, self.mask1, self.weight)
 
-    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One step ``x`` ``[N, *]`` -> spikes ``[N, *]``."""
+    def single_step_functional_forward(
+        self, inputs: tuple[torch.Tensor, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """One step, pure: ``((spike [N, *],), (time_step + 1, queue))`` from ``(x [N, *],)``
+        and the states ``(time_step, queue)`` (:func:`~sj_core.functional.masked_psn_step`)."""
+        (x,), (time_step, queue) = _one_input(self, inputs, kwargs), states
         _check_step(self, x)
         if not bool(self._lambda_ >= 1.0):
             raise ValueError(
@@ -199,31 +215,27 @@ class MaskedPSN(MemoryModule):
                 f"depend on just the last k={self.k} inputs); got lambda_="
                 f"{self._lambda_.item()}. Use step_mode='m' or set lambda_ = 1.0."
             )
-        if self.time_step + 1 > self.T:
+        if time_step + 1 > self.T:
             raise OverflowError(
                 f"MaskedPSN was built for T={self.T} time steps and has already run "
-                f"{self.time_step}; call reset() before the next sequence"
+                f"{time_step}; call reset() before the next sequence"
             )
-        self.queue.append(x.flatten())
-        if len(self.queue) > self.k:
-            self.queue.pop(0)
-        t = self.time_step
-        row = self.masked_weight()[t, t + 1 - len(self.queue) : t + 1]
-        h = torch.sum(row[:, None] * torch.stack(self.queue), 0)
-        spike = self.surrogate_function(h + self.bias[t])
-        self.time_step = t + 1
-        return spike.view(x.shape)
+        spike, time_step, queue = masked_psn_step(
+            x, time_step, tuple(queue), self.masked_weight(), self.bias, self.k,
+            self.surrogate_function,
+        )  # fmt: skip
+        return (mark_module_spikes(spike, self.surrogate_function),), (time_step, list(queue))
 
-    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        """The whole sequence ``x_seq`` ``[T, N, *]`` -> spikes ``[T, N, *]``."""
+    def multi_step_functional_forward(
+        self, inputs: tuple[torch.Tensor, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """The whole sequence ``x_seq`` ``[T, N, *]`` -> ``((spikes [T, N, *],), states)``
+        (the states are not used, and returned as they are)."""
+        (x_seq,) = _one_input(self, inputs, kwargs)
         _check_sequence(self, x_seq, self.T)
         h_seq = torch.addmm(self.bias, self.masked_weight(), x_seq.flatten(1))
-        return self.surrogate_function(h_seq).view(x_seq.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.step_mode == "s":
-            return self.single_step_forward(x)
-        return self.multi_step_forward(x)
+        spikes = self.surrogate_function(h_seq).view(x_seq.shape)
+        return (mark_module_spikes(spikes, self.surrogate_function),), tuple(states)
 
     def extra_repr(self) -> str:
         return f"lambda_={self._lambda_.item()}, T={self.T}, k={self.k}, step_mode={self.step_mode}"
@@ -305,18 +317,24 @@ class SlidingPSN(MemoryModule):
         index = (self.k - 1 - lag).clamp(0, self.k - 1)
         return torch.where(in_band, self.weight[index], self.weight.new_zeros(()))
 
-    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One step ``x`` ``[N, *]`` -> spikes ``[N, *]``."""
+    def single_step_functional_forward(
+        self, inputs: tuple[torch.Tensor, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """One step, pure: ``((spike [N, *],), (queue,))`` from ``(x [N, *],)`` and the
+        state ``(queue,)`` (:func:`~sj_core.functional.sliding_psn_step`)."""
+        (x,), (queue,) = _one_input(self, inputs, kwargs), states
         _check_step(self, x)
-        self.queue.append(x.flatten())
-        if len(self.queue) > self.k:
-            self.queue.pop(0)
-        weight = self.weight[self.k - len(self.queue) :]
-        h = torch.sum(weight[:, None] * torch.stack(self.queue), 0)
-        return self.surrogate_function(h + self.bias).view(x.shape)
+        spike, queue = sliding_psn_step(
+            x, tuple(queue), self.weight, self.bias, self.surrogate_function
+        )
+        return (mark_module_spikes(spike, self.surrogate_function),), (list(queue),)
 
-    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        """The whole sequence ``x_seq`` ``[T, N, *]`` -> spikes ``[T, N, *]``."""
+    def multi_step_functional_forward(
+        self, inputs: tuple[torch.Tensor, ...], states: tuple[Any, ...], **kwargs: Any
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """The whole sequence ``x_seq`` ``[T, N, *]`` -> ``((spikes [T, N, *],), states)``
+        (the state is not used, and returned as it is)."""
+        (x_seq,) = _one_input(self, inputs, kwargs)
         _check_sequence(self, x_seq, None)
         x_flat = x_seq.flatten(1)  # [T, N*]
         if self._backend == "gemm" or x_seq.shape[0] == 0:
@@ -327,12 +345,8 @@ class SlidingPSN(MemoryModule):
             x_time_last = F.pad(x_flat.t().unsqueeze(1), (self.k - 1, 0))  # [N*, 1, T+k-1]
             h_flat = F.conv1d(x_time_last, self.weight.view(1, 1, -1))  # [N*, 1, T]
             h_seq = h_flat.squeeze(1).t() + self.bias
-        return self.surrogate_function(h_seq).reshape(x_seq.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.step_mode == "s":
-            return self.single_step_forward(x)
-        return self.multi_step_forward(x)
+        spikes = self.surrogate_function(h_seq).reshape(x_seq.shape)
+        return (mark_module_spikes(spikes, self.surrogate_function),), tuple(states)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, step_mode={self.step_mode}, backend={self.backend}"
