@@ -63,6 +63,45 @@ def test_load_memories_refuses_a_list_of_the_wrong_length():
         base.load_memories(net, [0.0, 0.0])
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: base.extract_memories("net"),
+        lambda: list(base.named_memories(3)),
+        lambda: base.to_functional_forward(None),
+        lambda: base.load_memories([neuron.LIFNode()], []),
+    ],
+)
+def test_the_state_functions_refuse_what_is_not_a_module(call):
+    with pytest.raises(TypeError, match="expects a torch.nn.Module"):
+        call()
+
+
+def test_load_memories_refuses_a_value_that_is_not_a_list():
+    with pytest.raises(TypeError, match="list or tuple"):
+        base.load_memories(neuron.LIFNode(), torch.zeros(1))
+
+
+def test_a_state_that_is_neither_tensor_nor_number_is_refused_by_name():
+    node = neuron.LIFNode()
+    with pytest.raises(TypeError, match="state 'v' must be a tensor or a number, got str"):
+        node.functional_forward(torch.ones(2, 3), ("0",))
+
+
+def test_step_functions_refuse_integer_inputs_and_shapes_that_do_not_broadcast():
+    sg = neuron.LIFNode().surrogate_function
+    v = torch.zeros(4)
+    with pytest.raises(TypeError, match="lif_step: x must be a floating-point tensor"):
+        functional.lif_step(torch.ones(4, dtype=torch.int64), v, 2.0, True, 1.0, 0.0, sg)
+    with pytest.raises(TypeError, match="lif_step: v must be a floating-point tensor"):
+        functional.lif_step(torch.ones(4), 0.0, 2.0, True, 1.0, 0.0, sg)
+    with pytest.raises(ValueError, match="if_step: v must have the shape of x"):
+        functional.if_step(torch.ones(4), torch.zeros(3), 1.0, 0.0, sg)
+    # A state that broadcasts (one value per feature) is the reference system's arithmetic.
+    spike, v_next = functional.if_step(torch.full((2, 4), 0.6), torch.full((4,), 0.5), 1.0, 0.0, sg)
+    assert torch.equal(spike, torch.ones(2, 4)) and torch.equal(v_next, torch.zeros(2, 4))
+
+
 def test_get_reset_value_and_the_memory_mapping():
     node = neuron.LIFNode(v_reset=-0.5)
     assert node.get_reset_value("v") == -0.5

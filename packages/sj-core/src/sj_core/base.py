@@ -262,6 +262,11 @@ class MemoryModule(nn.Module, StepModule):
             value = self._memories_rv[name]
         if isinstance(value, torch.Tensor):
             return value.to(dtype=like.dtype, device=like.device).expand_as(like).clone()
+        if not isinstance(value, (int, float)):
+            raise TypeError(
+                f"{type(self).__name__}: state {name!r} must be a tensor or a number, got "
+                f"{type(value).__name__}"
+            )
         return torch.full_like(like, value)
 
     # -- state management --------------------------------------------------------------

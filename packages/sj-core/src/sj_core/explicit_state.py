@@ -40,6 +40,7 @@ def named_memories(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, A
     """Every memory of the module tree as ``(dotted name, value)``, like
     ``named_parameters()``: ``"0.v"``, ``"block.lif.v"``, ... (``prefix`` is put in
     front, with a dot)."""
+    _check_module(module, "named_memories")
     if isinstance(module, MemoryModule):
         for name, value in module.named_memories():
             yield (f"{prefix}.{name}" if prefix else name), value
@@ -64,8 +65,15 @@ def load_memories(module: nn.Module, memory_list: list[Any] | tuple[Any, ...]) -
     :func:`extract_memories`).
 
     Raises:
+        TypeError: ``memory_list`` is not a list or tuple.
         ValueError: when the list's length differs from the number of memories.
     """
+    _check_module(module, "load_memories")
+    if not isinstance(memory_list, (list, tuple)):
+        raise TypeError(
+            "load_memories expects a list or tuple of memory values (the layout of "
+            f"extract_memories), got {type(memory_list).__name__}"
+        )
     named = list(named_memories(module))
     if len(named) != len(memory_list):
         raise ValueError(
@@ -78,6 +86,11 @@ def load_memories(module: nn.Module, memory_list: list[Any] | tuple[Any, ...]) -
         for part in path:
             owner = getattr(owner, part)
         setattr(owner, attribute, value)
+
+
+def _check_module(module: Any, function: str) -> None:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{function} expects a torch.nn.Module, got {type(module).__name__}")
 
 
 def _has_functional_forward(module: MemoryModule) -> bool:
@@ -112,6 +125,9 @@ def to_functional_forward(module: nn.Module, fn: Callable | None = None) -> Func
     Raises:
         ValueError: (when called) the number of states differs from the memories'.
     """
+    _check_module(module, "to_functional_forward")
+    if fn is not None and not callable(fn):
+        raise TypeError(f"to_functional_forward: fn must be callable, got {type(fn).__name__}")
     memory_modules = [m for m in module.modules() if isinstance(m, MemoryModule)]
     num_states = sum(len(m._memories_rv) for m in memory_modules)
 

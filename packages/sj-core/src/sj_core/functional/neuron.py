@@ -58,6 +58,7 @@ def _step(
         # The modules check their parameters once, at construction; a step function
         # checks at every call (outside compiled code, where they are constants).
         params, v_threshold, v_reset = statement.validate(dict(params), v_threshold, v_reset)
+        _check_tensors(statement, x, states)
     return neuron_step(
         statement,
         x,
@@ -69,6 +70,28 @@ def _step(
         detach_reset=detach_reset,
         surrogate_function=surrogate_function,
     )
+
+
+def _check_tensors(
+    statement: NeuronStatement, x: torch.Tensor, states: tuple[torch.Tensor, ...]
+) -> None:
+    """``x`` and the states: floating-point tensors whose shapes broadcast together."""
+    step = f"{statement.name}_step"
+    names = ("x", *statement.states)
+    for name, value in zip(names, (x, *states), strict=True):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise TypeError(
+                f"{step}: {name} must be a floating-point tensor (float16, bfloat16, float32 "
+                f"or float64), got {got}"
+            )
+        try:
+            torch.broadcast_shapes(value.shape, x.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"{step}: {name} must have the shape of x, {tuple(x.shape)} (or one that "
+                f"broadcasts with it), got {tuple(value.shape)}"
+            ) from None
 
 
 def voltage_reset(

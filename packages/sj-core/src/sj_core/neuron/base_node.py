@@ -84,11 +84,22 @@ class BaseNode(MemoryModule):
     #: The neuron's statement; ``None`` means a custom neuron that runs on the torch
     #: backend only (its hooks define the math).
     statement: ClassVar[NeuronStatement | None] = None
+    # kernel_states as a plain tuple: Dynamo before torch 2.7 cannot read the statement
+    # object while tracing ("class property statement"), e.g. in materialize_states.
+    _kernel_state_names: ClassVar[tuple[str, ...]] = ("v",)
+
+    @property
+    def _statement(self) -> NeuronStatement | None:
+        """:attr:`statement`, read through a property: Dynamo before torch 2.7 cannot read
+        a class attribute holding an object from a module it traces ("class property"),
+        but follows properties."""
+        return type(self).statement
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "statement" not in cls.__dict__ and any(h in cls.__dict__ for h in _MATH_HOOKS):
             cls.statement = None
+        cls._kernel_state_names = ("v",) if cls.statement is None else cls.statement.states
 
     def __init__(
         self,
@@ -147,14 +158,14 @@ class BaseNode(MemoryModule):
     @property
     def kernel_states(self) -> tuple[str, ...]:
         """Memories that kernel operators take as initial states and return updated."""
-        return ("v",) if self.statement is None else self.statement.states
+        return self._kernel_state_names
 
     def operator_key(self, step_mode: str | None = None) -> str | None:
         """The operator this neuron needs from a kernel backend in ``step_mode``."""
-        if self.statement is None:
+        if self._statement is None:
             return None
         mode = self.step_mode if step_mode is None else step_mode
-        return f"{self.statement.name}.{'single_step' if mode == 's' else 'multi_step'}"
+        return f"{self._statement.name}.{'single_step' if mode == 's' else 'multi_step'}"
 
     def supported_backends_for(self, step_mode: str) -> tuple[str, ...]:
         key = self.operator_key(step_mode)
@@ -234,7 +245,7 @@ class BaseNode(MemoryModule):
 
     def neuron_params(self) -> dict[str, Any]:
         """The statement's float and flag parameters, read from this module's attributes."""
-        statement = self.statement
+        statement = self._statement
         return {
             name: getattr(self, name) for name in statement.names(FLOAT) + statement.names(FLAG)
         }
@@ -246,16 +257,16 @@ class BaseNode(MemoryModule):
     def neuronal_charge(self, x: torch.Tensor) -> None:
         """Update ``self.v`` from ``V[t-1]`` to ``H[t]`` (the statement's charge).
         A custom neuron without a :attr:`statement` must implement it."""
-        if self.statement is None:
+        if self._statement is None:
             raise NotImplementedError(f"{type(self).__name__} must implement neuronal_charge")
-        states = [getattr(self, name) for name in self.statement.states]
+        states = [getattr(self, name) for name in self._statement.states]
         tensors = [t.reshape(()) for t in self.kernel_tensors()]
-        self.v = self.statement.charge(x, *states, *tensors, **self._equation_arguments())
+        self.v = self._statement.charge(x, *states, *tensors, **self._equation_arguments())
 
     def neuronal_adaptation(self) -> None:
         """Update the adaptation state from the charged ``H`` (``self.v``), before firing;
         nothing for neurons without one."""
-        adaptation = self.statement.adaptation if self.statement is not None else None
+        adaptation = self._statement.adaptation if self._statement is not None else None
         if adaptation is not None:
             self.w = adaptation.adapt(self.v, self.w, **self._equation_arguments())
 
@@ -268,7 +279,7 @@ class BaseNode(MemoryModule):
         apply the adaptation's spike-triggered jump (never detached)."""
         spike_d = spike.detach() if self.detach_reset else spike
         self.v = reset(self.v, spike_d, self.v_threshold, self.v_reset)
-        adaptation = self.statement.adaptation if self.statement is not None else None
+        adaptation = self._statement.adaptation if self._statement is not None else None
         if adaptation is not None:
             self.w = adaptation.jump(self.w, spike, **self._equation_arguments())
 
@@ -315,9 +326,9 @@ class BaseNode(MemoryModule):
     def kernel_tensors(self) -> tuple[torch.Tensor, ...]:
         """The statement's tensor parameters, one element each (PLIF: ``r_tau``), read
         from this module's attributes; they follow the states in operator calls."""
-        if self.statement is None:
+        if self._statement is None:
             return ()
-        return tuple(getattr(self, name).reshape(1) for name in self.statement.names(TENSOR))
+        return tuple(getattr(self, name).reshape(1) for name in self._statement.names(TENSOR))
 
     def _run_torch(self, x: torch.Tensor) -> torch.Tensor:
         """The hooks' cycle (custom neurons, whose hooks define the math)."""
@@ -346,13 +357,13 @@ class BaseNode(MemoryModule):
         if step_mode == "s":
             params = {name: kwargs.pop(name) for name in self.neuron_params()}
             spike, new_states = neuron_step(
-                self.statement, x, states, self.kernel_tensors(), params, **kwargs
+                self._statement, x, states, self.kernel_tensors(), params, **kwargs
             )
             return spike, new_states, None
         # T steps as one autograd node (sj_core.fused); the per-step reference loop where
         # that does not apply.
         outputs = fused_multistep(
-            self.statement, x, *states, *self.kernel_tensors(), store_v_seq=v_seq, **kwargs
+            self._statement, x, *states, *self.kernel_tensors(), store_v_seq=v_seq, **kwargs
         )
         return outputs[0], tuple(outputs[1:-1]), outputs[-1]
 
@@ -383,7 +394,7 @@ class BaseNode(MemoryModule):
 
     def _kernel_state_indices(self) -> list[int]:
         names = list(self._memories_rv)
-        return [names.index(name) for name in self.kernel_states]
+        return [names.index(name) for name in self._kernel_state_names]
 
     def materialize_states(
         self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str
@@ -414,7 +425,7 @@ class BaseNode(MemoryModule):
             )
         (x,) = inputs
         check_input(self, x, step_mode)
-        if self.statement is None:
+        if self._statement is None:
             return self._swapped_functional(x, states, step_mode)
         states = tuple(states)
         if len(states) != len(self._memories_rv):
@@ -477,7 +488,7 @@ class BaseNode(MemoryModule):
         """``x``: ``[N, *]`` in step mode ``'s'``, ``[T, N, *]`` in ``'m'``; returns spikes
         of the same shape (or the surrogate's primitive when it has ``spiking=False``)."""
         check_input(self, x, self.step_mode)
-        if self.statement is None:
+        if self._statement is None:
             self.last_backend = "torch"
             spike = self._run_torch(x)
             # For compact_spikes(): binary only if BaseNode's own hooks made it.
