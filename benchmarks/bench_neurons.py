@@ -197,7 +197,7 @@ def sweep(N: int, bw: float, dtypes: list[str], Ts: list[int]) -> None:
     for dtype in dtypes:
         for block, warps in ((1024, 4), (1024, 8), (2048, 8)):
             for prefetch in (False, True):
-                kernel_op.block_config = lambda ncl, b=block, w=warps: (b, w)
+                kernel_op.block_config = lambda ncl, training=False, b=block, w=warps: (b, w)
                 launch_config.PREFETCH = prefetch
                 for T in Ts:
                     rows = measure("triton", "lif", DTYPES[dtype], T, N, bw)

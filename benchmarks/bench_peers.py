@@ -16,10 +16,14 @@ shape ``[T, N]``, reset before each call, LIF with tau = 2 (``decay_input``), th
   (each in its own process: the variable is read when SpikingJelly is imported).
 
 A contender that is not importable is left out, and one that fails is reported with its
-error. Times are medians (CUDA events, ``triton.testing.do_bench``), "eager" for one call
-and "graph" for the same call captured in a CUDA graph and replayed; the floor is the
-time a device-to-device copy of the layer's bytes takes (inference: read X, write S;
-forward+backward: also write H, read dS and H, write dX), measured in the same run.
+error. Each peer runs in its own process (a failed CUDA-graph capture can leave the CUDA
+context unusable for whatever runs after it in the same process), and after a failed
+capture its later graph timings are skipped. The JSON is rewritten after each contender,
+so a run cut short keeps what it measured. Times are medians (CUDA events,
+``triton.testing.do_bench``), "eager" for one call and "graph" for the same call
+captured in a CUDA graph and replayed; the floor is the time a device-to-device copy of
+the layer's bytes takes (inference: read X, write S; forward+backward: also write H,
+read dS and H, write dX), measured in the same run.
 
     python benchmarks/bench_peers.py --json peers.json --png peers.png
 """
@@ -43,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_neurons import DTYPES, bench_ms, copy_bandwidth, graphed
 
 OURS = ("sj-triton", "sj-cupy", "sj-flexsn", "sj-torch")
-PEERS = ("torch.compile", "snntorch", "spikingjelly-cuda", "spikingjelly-triton")
+PEERS = ("spikingjelly-cuda", "spikingjelly-triton", "snntorch", "torch.compile")
 BYTES = {"inference": 2, "fwd+bwd": 6}  # per element and step, in units of the dtype
 
 
@@ -166,6 +170,10 @@ def make_layer(contender: str) -> Callable[[torch.Tensor], torch.Tensor]:
     raise ValueError(f"unknown contender {contender!r}; known: {OURS + PEERS}")
 
 
+#: Contenders whose CUDA-graph capture failed in this process.
+_CAPTURE_FAILED: set[str] = set()
+
+
 def measure(contender: str, dtype: str, T: int, N: int, bw: float) -> list[PeerRow]:
     """The four timings of one contender at one (dtype, T)."""
     layer = make_layer(contender)
@@ -186,6 +194,10 @@ def measure(contender: str, dtype: str, T: int, N: int, bw: float) -> list[PeerR
     for mode, fn in (("inference", infer), ("fwd+bwd", train)):
         n_bytes = BYTES[mode] * x.element_size() * T * N
         for how in ("eager", "graph"):
+            if how == "graph" and contender in _CAPTURE_FAILED:
+                error = "skipped: an earlier CUDA-graph capture of this contender failed"
+                rows.append(PeerRow(contender, dtype, T, N, f"{mode} {how}", None, None, error))
+                continue
             try:
                 timed = graphed(fn) if how == "graph" else fn
                 ms = bench_ms(timed, reps=20 if slow else 100)
@@ -194,25 +206,31 @@ def measure(contender: str, dtype: str, T: int, N: int, bw: float) -> list[PeerR
             except Exception as exc:  # a peer that cannot be captured, say: report, go on
                 error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
                 rows.append(PeerRow(contender, dtype, T, N, f"{mode} {how}", None, None, error))
+                if how == "graph":
+                    _CAPTURE_FAILED.add(contender)
                 torch.cuda.synchronize()
     return rows
 
 
 def _in_subprocess(contender: str, args: argparse.Namespace) -> list[PeerRow]:
-    """Run one SpikingJelly path in a fresh process with its implementation variable."""
-    implementation = contender.removeprefix("spikingjelly-")
-    env = dict(os.environ, SJ_LIF_CUDA_IMPLEMENTATION=implementation)
+    """Run one peer in a fresh process (SpikingJelly with its implementation variable)."""
+    env = dict(os.environ)
+    if contender.startswith("spikingjelly-"):
+        env["SJ_LIF_CUDA_IMPLEMENTATION"] = contender.removeprefix("spikingjelly-")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.json"
         command = [sys.executable, __file__, "--contenders", contender, "--json", str(out),
                    "--dtypes", *args.dtypes, "--T", *map(str, args.T), "--N", str(args.N),
-                   "--bandwidth", str(args.bandwidth)]  # fmt: skip
+                   "--bandwidth", str(args.bandwidth), "--in-subprocess"]  # fmt: skip
         try:
             subprocess.run(command, env=env, check=True, timeout=args.subprocess_timeout)
             return [PeerRow(**row) for row in json.loads(out.read_text())["rows"]]
         except (subprocess.SubprocessError, OSError, ValueError) as exc:
-            return [PeerRow(contender, d, 0, args.N, "all", None, None, repr(exc)[:200])
-                    for d in args.dtypes]  # fmt: skip
+            kept = []
+            if out.exists():  # what it measured before it failed or ran out of time
+                kept = [PeerRow(**row) for row in json.loads(out.read_text())["rows"]]
+            return kept + [PeerRow(contender, d, 0, args.N, "all", None, None, repr(exc)[:200])
+                           for d in args.dtypes]  # fmt: skip
 
 
 def _importable(contender: str) -> bool:
@@ -290,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bandwidth", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--subprocess-timeout", type=float, default=300.0)
     parser.add_argument("--render", default=None, help="only render a JSON of an earlier run")
+    parser.add_argument("--in-subprocess", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.render:
         results = json.loads(Path(args.render).read_text())
@@ -307,13 +326,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{triton.__version__}; python {platform.python_version()}")  # fmt: skip
     print(device, flush=True)
     rows: list[PeerRow] = []
-    subprocess_mode = len(args.contenders) == 1 and "SJ_LIF_CUDA_IMPLEMENTATION" in os.environ
+    subprocess_mode = args.in_subprocess
+    results = {"device": device, "copy_bandwidth": args.bandwidth, "rows": []}
+
+    def save() -> None:
+        results["rows"] = [asdict(r) for r in rows]
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+
     for contender in args.contenders:
         if not _importable(contender):
             print(f"{contender}: not importable, left out", flush=True)
             continue
-        if contender.startswith("spikingjelly-") and not subprocess_mode:
+        if contender in PEERS and not subprocess_mode:
             rows += _in_subprocess(contender, args)
+            save()
             continue
         for dtype in args.dtypes:
             if contender == "torch.compile" and dtype != "fp32":
@@ -328,10 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                     shown = f"{r.ms:.3f} ms ({r.floor_pct:.0f}%)" if r.ms else r.error
                     print(f"{r.contender} {r.dtype} T={r.T} {r.mode}: {shown}", flush=True)
                 rows += new
-    results = {"device": device, "copy_bandwidth": args.bandwidth}
-    results["rows"] = [asdict(r) for r in rows]
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+                save()
+    save()
     if not subprocess_mode:
         print(render(results))
         if args.png:

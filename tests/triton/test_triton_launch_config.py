@@ -1,7 +1,7 @@
 """Host-side launch configuration of the Triton kernels, and the kernel behaviours that
 depend on it.
 
-* :func:`block_config`: the two ``(BLOCK, num_warps)`` variants and where they switch.
+* :func:`block_config`: the ``(BLOCK, num_warps)`` variants and where they switch.
 * :func:`threshold_neighbours`: the fp16/bf16 values around ``V_th`` (checked against an
   enumeration of every 16-bit pattern), also for thresholds beyond the fp16 range.
 * The forward stores the pre-reset ``H`` in the input dtype and the backward recomputes
@@ -45,6 +45,14 @@ DTYPES = [pytest.param(torch.float16, id="fp16"), pytest.param(torch.bfloat16, i
 )  # fmt: skip
 def test_block_config(ncl, expected):
     assert block_config(ncl) == expected
+
+
+@pytest.mark.parametrize(
+    ("ncl", "expected"),
+    [(1000, (256, 2)), (2**18 - 1, (256, 2)), (2**18, (1024, 8)), (2**22 + 3, (1024, 8))],
+)
+def test_training_kernels_of_large_layers_run_eight_warps(ncl, expected):
+    assert block_config(ncl, training=True) == expected
 
 
 # -- threshold neighbours -------------------------------------------------------------------------

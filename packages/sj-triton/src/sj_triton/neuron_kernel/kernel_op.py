@@ -80,7 +80,7 @@ class TritonNeuronKernels(NeuronKernels):
         v_last = torch.empty_like(v_init)
         w_last = torch.empty_like(v_init) if w_init is not None else None
         w_seq = torch.empty_like(x_seq) if config.store_v_seq and w_init is not None else None
-        block, num_warps = block_config(ncl)
+        block, num_warps = block_config(ncl, training=save)
         below, at_or_above = threshold_neighbours(config.v_threshold, x_seq.dtype)
         with device_guard(x_seq), launch_lock():
             launch(neuron_forward_kernel)[(triton.cdiv(ncl, block),)](
@@ -136,7 +136,7 @@ class TritonNeuronKernels(NeuronKernels):
         grad_x_seq = torch.empty_like(h_seq)
         grad_v_init = h_seq.new_empty(step) if needs[1] else None
         grad_w_init = h_seq.new_empty(step) if has_w and needs[2] else None
-        block, num_warps = block_config(ncl)
+        block, num_warps = block_config(ncl, training=True)
         grid = triton.cdiv(ncl, block)
         grad_r_partial = h_seq.new_empty((grid,), dtype=torch.float32) if r is not None else None
         sg_id, sg_p0, sg_p1, sg_terms = surrogate_arguments(
