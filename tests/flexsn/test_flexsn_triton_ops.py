@@ -86,7 +86,12 @@ CASES = {
     # make_fx turns the Python scalar into scalar_tensor + where.self
     "where-scalar": (lambda x, y: torch.where(x > 0, x, 0.5), aten.scalar_tensor.default, True),
     "masked_fill": (lambda x, y: x.masked_fill(y > 0.5, -1.0), aten.masked_fill.Scalar, True),
-    "index_put-mask": (lambda x, y: _masked_assign(x, y), aten.index_put_.default, True),
+    # torch >= 2.15 traces the masked assignment as masked_fill_, older ones as index_put_.
+    "index_put-mask": (
+        lambda x, y: _masked_assign(x, y),
+        (aten.index_put_.default, aten.masked_fill_.Scalar),
+        True,
+    ),
     "clamp": (lambda x, y: torch.clamp(x, -0.5, 0.75), aten.clamp.default, True),
     "clamp-Tensor": (lambda x, y: torch.clamp(x, min=y - 1.0, max=y), aten.clamp.Tensor, True),
     "clamp_min": (lambda x, y: torch.clamp_min(x, 0.1), aten.clamp_min.default, True),
@@ -211,7 +216,8 @@ def test_op_matches_eager_torch(name):
     core = _case_core(name)
     spec = make_core_spec(core, 2, 0, 1)
     targets = {node.target for node in trace_inference_graph(spec).graph.nodes}
-    assert op in targets, f"the traced graph of {name!r} has no {op}: {targets}"
+    ops = op if isinstance(op, tuple) else (op,)  # the graph holds one of these
+    assert any(o in targets for o in ops), f"the traced graph of {name!r} has no {ops}: {targets}"
 
     kernel = build_flexsn_kernel(core, num_inputs=2, num_states=0, num_outputs=1)
     x, y = _inputs()
