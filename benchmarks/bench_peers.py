@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_neurons import DTYPES, bench_ms, copy_bandwidth, graphed
+from snntorch_lif import snntorch_lif
 
 OURS = ("sj-triton", "sj-cupy", "sj-flexsn", "sj-torch")
 PEERS = ("spikingjelly-cuda", "spikingjelly-triton", "snntorch", "torch.compile")
@@ -126,22 +127,7 @@ class _SigmoidSpike(torch.autograd.Function):
 
 
 def _snntorch_layer() -> Callable[[torch.Tensor], torch.Tensor]:
-    import snntorch
-    from snntorch import surrogate
-
-    leaky = snntorch.Leaky(
-        beta=0.5, threshold=1.0, reset_mechanism="zero", spike_grad=surrogate.sigmoid(slope=4)
-    ).cuda()
-
-    def layer(x_seq):
-        mem = torch.zeros_like(x_seq[0])
-        spikes = []
-        for t in range(x_seq.shape[0]):
-            spike, mem = leaky(0.5 * x_seq[t], mem)
-            spikes.append(spike)
-        return torch.stack(spikes)
-
-    return layer
+    return snntorch_lif("cuda")
 
 
 def _spikingjelly_layer() -> Callable[[torch.Tensor], torch.Tensor]:

@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kept_bytes import kept_for_backward
+from snntorch_lif import snntorch_lif
 
 Layer = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,22 +77,7 @@ def _spikingjelly() -> tuple[Layer, Callable[[], None]]:
 
 
 def _snntorch() -> tuple[Layer, Callable[[], None]]:
-    import snntorch
-    from snntorch import surrogate
-
-    leaky = snntorch.Leaky(
-        beta=0.5, threshold=1.0, reset_mechanism="zero", spike_grad=surrogate.sigmoid(slope=4)
-    )
-
-    def layer(x_seq: torch.Tensor) -> torch.Tensor:
-        mem = torch.zeros_like(x_seq[0])
-        spikes = []
-        for t in range(x_seq.shape[0]):
-            spike, mem = leaky(0.5 * x_seq[t], mem)
-            spikes.append(spike)
-        return torch.stack(spikes)
-
-    return layer, lambda: None
+    return snntorch_lif("cpu"), lambda: None
 
 
 def contenders(inductor: bool) -> dict[str, Callable[[], tuple[Layer, Callable[[], None]]]]:

@@ -338,18 +338,10 @@ def _conv_bn_net(batch_norm: nn.Module) -> nn.Sequential:
     )
 
 
-def test_sync_batchnorm_conversion_keeps_time_folding() -> None:
-    """``SeqToANNContainer(Conv2d, BatchNorm2d)`` converts to a container of SyncBatchNorm
-    that still folds time into the batch; without a process group SyncBatchNorm is plain
-    batch norm, so the converted network trains exactly like the original."""
-    original = _conv_bn_net(layer.SeqToANNContainer(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4)))
-    converted = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(original))
-    assert isinstance(converted[0], layer.SeqToANNContainer)
-    assert isinstance(converted[0][1], nn.SyncBatchNorm)
-
-    generator = torch.Generator().manual_seed(2)
-    x_seq = torch.rand(T, 3, 2, 8, 8, generator=generator)  # [T, N, C, H, W]
-    labels = torch.randint(0, CLASSES, (3,), generator=generator)
+def _assert_train_alike(
+    original: nn.Module, converted: nn.Module, x_seq: torch.Tensor, labels: torch.Tensor
+) -> None:
+    """Two SGD steps on each network; their parameters and running statistics agree."""
     for net in (original, converted):
         optimizer = torch.optim.SGD(net.parameters(), lr=LR)
         for _ in range(2):
@@ -362,6 +354,21 @@ def test_sync_batchnorm_conversion_keeps_time_folding() -> None:
         converted.state_dict().items(), original.state_dict().items(), strict=True
     ):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_sync_batchnorm_conversion_keeps_time_folding() -> None:
+    """``SeqToANNContainer(Conv2d, BatchNorm2d)`` converts to a container of SyncBatchNorm
+    that still folds time into the batch; without a process group SyncBatchNorm is plain
+    batch norm, so the converted network trains exactly like the original."""
+    original = _conv_bn_net(layer.SeqToANNContainer(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4)))
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(original))
+    assert isinstance(converted[0], layer.SeqToANNContainer)
+    assert isinstance(converted[0][1], nn.SyncBatchNorm)
+
+    generator = torch.Generator().manual_seed(2)
+    x_seq = torch.rand(T, 3, 2, 8, 8, generator=generator)  # [T, N, C, H, W]
+    labels = torch.randint(0, CLASSES, (3,), generator=generator)
+    _assert_train_alike(original, converted, x_seq, labels)
 
 
 def test_multi_step_batchnorm2d_converts_keeping_its_step_mode() -> None:
@@ -378,18 +385,7 @@ def test_multi_step_batchnorm2d_converts_keeping_its_step_mode() -> None:
     generator = torch.Generator().manual_seed(3)
     x_seq = torch.rand(T, 3, 2, 8, 8, generator=generator)  # N = 3 differs from C = 4
     labels = torch.randint(0, CLASSES, (3,), generator=generator)
-    for net in (original, converted):
-        optimizer = torch.optim.SGD(net.parameters(), lr=LR)
-        for _ in range(2):
-            functional.reset_net(net)
-            loss = nn.functional.cross_entropy(net(x_seq).mean(0), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    for (name, got), (_, want) in zip(
-        converted.state_dict().items(), original.state_dict().items(), strict=True
-    ):
-        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7, msg=name)
+    _assert_train_alike(original, converted, x_seq, labels)
     original.eval(), converted.eval()
     torch.testing.assert_close(converted(x_seq), original(x_seq))
 

@@ -17,23 +17,14 @@ from torch import nn
 
 nir = pytest.importorskip("nir", reason="nir is not installed: pip install 'sj-core[nir]'")
 
+from nir_helpers import run_and_reset as _run  # noqa: E402
+from nir_helpers import seeded_rand as _rand  # noqa: E402
 from nir_reference import assert_simulates_like  # noqa: E402  (after the skip)
 
 from sj_core import functional, layer, neuron  # noqa: E402
 from sj_core.nir import from_nir, to_nir  # noqa: E402
 
 DT = 1e-3
-
-
-def _rand(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
-def _run(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        out = net(x)
-    functional.reset_net(net)
-    return out
 
 
 def _conv1d_net() -> nn.Sequential:

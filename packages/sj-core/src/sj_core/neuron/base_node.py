@@ -84,9 +84,6 @@ class BaseNode(MemoryModule):
     #: The neuron's statement; ``None`` means a custom neuron that runs on the torch
     #: backend only (its hooks define the math).
     statement: ClassVar[NeuronStatement | None] = None
-    # kernel_states as a plain tuple: Dynamo before torch 2.7 cannot read the statement
-    # object while tracing ("class property statement"), e.g. in materialize_states.
-    _kernel_state_names: ClassVar[tuple[str, ...]] = ("v",)
 
     @property
     def _statement(self) -> NeuronStatement | None:
@@ -99,7 +96,6 @@ class BaseNode(MemoryModule):
         super().__init_subclass__(**kwargs)
         if "statement" not in cls.__dict__ and any(h in cls.__dict__ for h in _MATH_HOOKS):
             cls.statement = None
-        cls._kernel_state_names = ("v",) if cls.statement is None else cls.statement.states
 
     def __init__(
         self,
@@ -158,7 +154,7 @@ class BaseNode(MemoryModule):
     @property
     def kernel_states(self) -> tuple[str, ...]:
         """Memories that kernel operators take as initial states and return updated."""
-        return self._kernel_state_names
+        return ("v",) if self._statement is None else self._statement.states
 
     def operator_key(self, step_mode: str | None = None) -> str | None:
         """The operator this neuron needs from a kernel backend in ``step_mode``."""
@@ -394,7 +390,7 @@ class BaseNode(MemoryModule):
 
     def _kernel_state_indices(self) -> list[int]:
         names = list(self._memories_rv)
-        return [names.index(name) for name in self._kernel_state_names]
+        return [names.index(name) for name in self.kernel_states]
 
     def materialize_states(
         self, inputs: tuple[Any, ...], states: tuple[Any, ...], step_mode: str
