@@ -181,6 +181,59 @@ def test_set_backend_rejects_non_string():
         functional.set_backend(nn.Sequential(neuron.IFNode()), None)
 
 
+def test_set_backend_instance_none_means_every_module_and_bad_instances_are_refused():
+    net = nn.Sequential(neuron.LIFNode(step_mode="m"), neuron.IFNode(step_mode="m"))
+    functional.set_backend(net, "inductor", None)
+    assert [m.backend for m in net] == ["inductor", "inductor"]
+    for bad in ("LIFNode", (neuron.IFNode, "x"), ()):
+        with pytest.raises(TypeError, match="instance must be a type, a tuple of types or None"):
+            functional.set_backend(net, "torch", instance=bad)
+    assert [m.backend for m in net] == ["inductor", "inductor"]
+
+
+class _Counter(nn.Module):
+    """Not a MemoryModule, with a reset() of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def reset(self) -> None:
+        self.calls += 1
+
+
+class _NotCallable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reset = 1  # an attribute that happens to be called reset
+        self.detach = "no"
+
+
+def test_reset_net_skips_non_callable_attributes_and_warns_for_non_memory_modules():
+    node = neuron.LIFNode()
+    node(torch.full((3,), 0.6))
+    counter = _Counter()
+    net = nn.Sequential(_NotCallable(), counter, node)
+    with pytest.warns(UserWarning, match="reset\\(\\) of _Counter, which is not a sj_core"):
+        functional.reset_net(net)
+    assert counter.calls == 1
+    assert isinstance(node.v, float) or float(node.v.abs().max()) == 0.0  # reset as well
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # memory modules reset without a word
+        functional.reset_net(nn.Sequential(_NotCallable(), neuron.LIFNode()))
+        functional.detach_net(net)
+
+
+def test_reset_net_propagates_a_failing_reset():
+    class Broken(nn.Module):
+        def reset(self) -> None:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        functional.reset_net(nn.Sequential(Broken()))
+
+
 # -- multi_step_forward / seq_to_ann_forward ---------------------------------------------------
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .. import backends
+from ..base import MemoryModule
 from . import neuron
 from .compact import compact_spikes
 from .neuron import (
@@ -76,6 +77,12 @@ def reset_net(net: nn.Module) -> None:
     Call it between independent input sequences. It is traceable by
     ``torch.compile(fullgraph=True)``, so it may sit inside a compiled training step.
 
+    A ``reset`` attribute that is not callable is skipped. A module with a ``reset()``
+    that is not a :class:`~sj_core.base.MemoryModule` is reset too, with a
+    :class:`UserWarning` naming its class (once per class and call site, by Python's
+    default warning filter; not while ``torch.compile`` traces). An exception raised by
+    a module's ``reset()`` propagates.
+
     Example::
 
         >>> for x_seq, y in loader:
@@ -83,19 +90,30 @@ def reset_net(net: nn.Module) -> None:
         ...     loss = criterion(net(x_seq).mean(0), y)
     """
     for module in net.modules():
-        if hasattr(module, "reset"):
-            module.reset()
+        reset = getattr(module, "reset", None)
+        if not callable(reset):
+            continue
+        if not isinstance(module, MemoryModule) and not torch.compiler.is_compiling():
+            warnings.warn(
+                f"reset_net: calling reset() of {type(module).__qualname__}, which is not "
+                "a sj_core.base.MemoryModule",
+                UserWarning,
+                stacklevel=2,
+            )
+        reset()
 
 
 def detach_net(net: nn.Module) -> None:
-    """Call ``detach()`` on ``net`` and every submodule that has one.
+    """Call ``detach()`` on ``net`` and every submodule that has one (a ``detach``
+    attribute that is not callable is skipped).
 
     Cuts the autograd history of every memory while keeping its value: call it between
     chunks of one long sequence for truncated backpropagation through time.
     """
     for module in net.modules():
-        if hasattr(module, "detach"):
-            module.detach()
+        detach = getattr(module, "detach", None)
+        if callable(detach):
+            detach()
 
 
 def _manages_time(module: nn.Module) -> bool:
@@ -163,7 +181,7 @@ def _check_backend_name(backend: str) -> None:
 def set_backend(
     net: nn.Module,
     backend: str,
-    instance: type | tuple[type, ...] = nn.Module,
+    instance: type | tuple[type, ...] | None = nn.Module,
 ) -> None:
     """Set ``backend`` on every module of ``net`` that is an ``instance`` and has one.
 
@@ -175,18 +193,26 @@ def set_backend(
         net: the network.
         backend: an installed backend name, ``'torch'`` or ``'auto'``.
         instance: only modules of this type (or tuple of types) are changed, e.g.
-            ``neuron.LIFNode``.
+            ``neuron.LIFNode``; ``None``: every module (as ``nn.Module``).
 
     Raises:
         UnknownBackendError: no backend of that name is installed (listing those that
             are); nothing is changed.
         BackendNotInstalledError, BackendLoadError: a first-party backend that is not
             installed, or a plugin that failed to load; nothing is changed.
+        TypeError: ``instance`` is not a type, a tuple of types or ``None``.
 
     Example::
 
         >>> functional.set_backend(net, "triton", instance=neuron.LIFNode)
     """
+    if instance is None:
+        instance = nn.Module
+    types = instance if isinstance(instance, tuple) else (instance,)
+    if not types or not all(isinstance(t, type) for t in types):
+        raise TypeError(
+            f"set_backend: instance must be a type, a tuple of types or None, got {instance!r}"
+        )
     _check_backend_name(backend)
     for name, module in net.named_modules():
         if not isinstance(module, instance) or not hasattr(module, "backend"):

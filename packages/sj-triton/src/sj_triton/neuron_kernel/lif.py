@@ -21,6 +21,7 @@ def multistep_lif(
     v_reset: float | None,
     detach_reset: bool,
     surrogate_function: object,
+    store_v_seq: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Multi-step LIF neuron forward (reference-system signature).
 
@@ -31,11 +32,13 @@ def multistep_lif(
         tau: membrane time constant (> 1).
         v_threshold, v_reset, detach_reset, surrogate_function: as in
             :func:`~sj_triton.neuron_kernel.integrate_and_fire.multistep_if`.
+        store_v_seq: return every step's potential (default) or only the last.
 
     Returns:
-        ``(spike_seq, v_seq)``, both ``[T, N, *]``.
+        ``(spike_seq, v_seq)``, both ``[T, N, *]``. With ``store_v_seq=False``:
+        ``(spike_seq, v_last)``, ``v_last`` shaped like ``v_init``.
     """
-    spike_seq, _, v_seq = operators.lif_multi_step(
+    spike_seq, v_last, v_seq = operators.lif_multi_step(
         x_seq,
         v_init,
         tau=tau,
@@ -44,6 +47,6 @@ def multistep_lif(
         v_reset=v_reset,
         detach_reset=detach_reset,
         surrogate_function=surrogate_function,
-        store_v_seq=True,
+        store_v_seq=store_v_seq,
     )
-    return spike_seq, v_seq
+    return spike_seq, v_seq if store_v_seq else v_last
