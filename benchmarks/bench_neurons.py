@@ -10,7 +10,7 @@ backward reads the input too (PLIF with decay_input: its 1/tau gradient is taken
 
     python benchmarks/bench_neurons.py                     # triton + torch loop
     python benchmarks/bench_neurons.py --backends triton cupy flexsn torch
-    python benchmarks/bench_neurons.py --sweep             # block-size sweep (triton)
+    python benchmarks/bench_neurons.py --sweep             # launch variants (triton)
 
 Results go to stdout as a markdown table (and to --json if given).
 """
@@ -208,6 +208,33 @@ def sweep(N: int, bw: float, dtypes: list[str], Ts: list[int]) -> None:
                         flush=True,
                     )
     kernel_op.block_config, launch_config.PREFETCH = original
+    sweep_recompute(N, bw, dtypes, Ts)
+
+
+def sweep_recompute(N: int, bw: float, dtypes: list[str], Ts: list[int]) -> None:
+    """The backward that recomputes ``H`` from ``X`` (``launch_config.RECOMPUTE_MAX_T``)
+    against the one that reads the saved ``H``: LIF and PLIF fwd+bwd, graph timing, as %
+    of the usual 24-byte floor (above 100%: faster than any kernel that saves ``H``)."""
+    from sj_triton.neuron_kernel import launch_config
+
+    original = launch_config.RECOMPUTE_MAX_T
+    print()
+    print("| neuron | dtype | T | saves H: fwd+bwd % | recomputes H: fwd+bwd % | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for neuron in ("lif", "plif"):
+        for dtype in dtypes:
+            for T in (t for t in Ts if t <= 16):
+                percent = []
+                for max_t in (0, 16):
+                    launch_config.RECOMPUTE_MAX_T = max_t
+                    rows = measure("triton", neuron, DTYPES[dtype], T, N, bw)
+                    percent.append(next(r for r in rows if r.mode == "fwd+bwd graph").floor_pct)
+                print(
+                    f"| {neuron} | {dtype} | {T} | {percent[0]:.1f} | {percent[1]:.1f} | "
+                    f"{percent[1] / percent[0]:.2f}x |",
+                    flush=True,
+                )
+    launch_config.RECOMPUTE_MAX_T = original
 
 
 def main(argv: list[str] | None = None) -> int:

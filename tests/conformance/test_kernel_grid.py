@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_backends import FUSED, KERNEL_BACKENDS, backend_params
+from kernel_backends import FUSED, KERNEL_BACKENDS, TRITON_RECOMPUTE, backend_params
 from neuron_cases import (
     ALL_SURROGATES,
     NeuronCase,
@@ -24,8 +24,9 @@ from reference_compare import compare_with_reference, random_weights
 
 from sj_core.neuron.statements import STATEMENTS
 
-# The kernel backends, and the torch backend's fused loop (sj_core.fused) as its own entry.
-BACKENDS = backend_params((FUSED, *KERNEL_BACKENDS))
+# The kernel backends, the torch backend's fused loop (sj_core.fused) and the triton
+# backend's recomputing backward, each as its own entry.
+BACKENDS = backend_params((FUSED, *KERNEL_BACKENDS, *TRITON_RECOMPUTE))
 CASES = statement_cases()
 
 

@@ -6,7 +6,9 @@ tensors live. On a machine without a GPU: ``triton`` runs under Triton's CPU int
 ``inductor`` compiles the reference loops with ``torch.compile``; ``fused`` is the
 ``torch`` backend's fused loop (:mod:`sj_core.fused`), which has multi-step operators
 only. The ``-cuda`` entries are marked ``gpu``. A backend whose package is not installed
-is skipped with the reason.
+is skipped with the reason. ``triton-recompute`` is the triton backend with every
+training launch it can serve recomputing ``H`` in the backward
+(``launch_config.RECOMPUTE_MAX_T``), a variant a GPU measurement may switch on.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ class GridBackend:
 
     name: str  # the backend name: "triton", "cupy", "inductor", "torch", "fused"
     device: str  # "cpu" or "cuda"
+    recompute: bool = False  # triton: the backward recomputes H where it can
 
     @property
     def id(self) -> str:
-        return f"{self.name}-{self.device}"
+        variant = "-recompute" if self.recompute else ""
+        return f"{self.name}{variant}-{self.device}"
 
     def skip_reason(self) -> str | None:
         """Why this backend cannot run here, or ``None``."""
@@ -86,7 +90,18 @@ class GridBackend:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Make the backend runnable for a test (the host launcher for ``cupy-cpu``)."""
+        """Make the backend runnable for a test (the host launcher for ``cupy-cpu``, the
+        recomputing backward for ``triton-recompute``)."""
+        if self.recompute:
+            from sj_triton.neuron_kernel import launch_config
+
+            previous_max_t = launch_config.RECOMPUTE_MAX_T
+            launch_config.RECOMPUTE_MAX_T = 16
+            try:
+                yield
+            finally:
+                launch_config.RECOMPUTE_MAX_T = previous_max_t
+            return
         if self.name != "cupy":
             yield
             return
@@ -133,6 +148,10 @@ KERNEL_BACKENDS = (
     GridBackend("cupy", "cpu"),
     GridBackend("triton", "cuda"),
     GridBackend("cupy", "cuda"),
+)
+TRITON_RECOMPUTE = (
+    GridBackend("triton", "cpu", recompute=True),
+    GridBackend("triton", "cuda", recompute=True),
 )
 INDUCTOR = GridBackend("inductor", "cpu")
 TORCH = GridBackend("torch", "cpu")

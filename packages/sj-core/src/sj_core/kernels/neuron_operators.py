@@ -322,7 +322,8 @@ class NeuronKernels:
     backend shares, given the common layout (module docstring) and this convention for
     what the backward keeps: ``saved = [h_seq, x_seq | None, v_init | None, r | None]``,
     ``h_seq`` the pre-reset potentials ``[T, *S]`` (the forward's last result when it
-    saves).
+    saves), or ``None`` where :meth:`keeps_h` says the backward recomputes them from
+    ``x_seq`` and ``v_init``.
 
     A backend subclasses it and writes ``forward``, ``saved`` and ``backward``.
     """
@@ -334,6 +335,10 @@ class NeuronKernels:
 
     def retain(self, config: NeuronKernelConfig) -> None:
         return None
+
+    def keeps_h(self, config: NeuronKernelConfig, T: int) -> bool:
+        """Whether a training forward over ``T`` steps keeps ``H`` for the backward."""
+        return True
 
     @staticmethod
     def results(
@@ -355,7 +360,7 @@ class NeuronKernels:
             None if w_init is None else torch.empty_like(w_init),
             torch.empty_like(x_seq) if store else None,
             torch.empty_like(x_seq) if store and w_init is not None else None,
-            torch.empty_like(x_seq) if save else None,
+            torch.empty_like(x_seq) if save and self.keeps_h(config, x_seq.shape[0]) else None,
         ]
         return self.results(x_seq, outputs, placeholders=True)  # one placeholder each
 
@@ -366,12 +371,13 @@ class NeuronKernels:
         grads: list[torch.Tensor | None],
         needs: list[bool],
     ) -> list[torch.Tensor | None]:
-        h_seq, _, _, r = saved
-        step = h_seq.shape[1:]
+        h_seq, x_seq, _, r = saved
+        like = x_seq if h_seq is None else h_seq  # [T, *S], the dtype of the gradients
+        step = like.shape[1:]
         has_w = config.statement.adaptation is not None
         return [
-            torch.empty_like(h_seq),
-            h_seq.new_empty(step) if needs[1] else None,
-            h_seq.new_empty(step) if has_w and needs[2] else None,
+            torch.empty_like(like),
+            like.new_empty(step) if needs[1] else None,
+            like.new_empty(step) if has_w and needs[2] else None,
             None if r is None else r.new_empty((1,)),
         ]

@@ -32,11 +32,16 @@ from sj_core.kernels import (
 
 from . import launch_config
 from .equations import BACKWARD_READS, NEURON_IDS
-from .kernels import neuron_backward_kernel, neuron_forward_kernel
+from .kernels import (
+    neuron_backward_kernel,
+    neuron_backward_recompute_kernel,
+    neuron_forward_kernel,
+)
 from .launch_config import (
     LOW_PRECISION,
     block_config,
     device_guard,
+    recompute_pad,
     scalar_slots,
     threshold_neighbours,
 )
@@ -75,7 +80,8 @@ class TritonNeuronKernels(NeuronKernels):
         x_seq, v_init, w_init, r = inputs
         T, ncl = x_seq.shape[0], v_init.numel()
         spike_seq = torch.empty_like(x_seq)
-        h_seq = torch.empty_like(x_seq) if save else None
+        keep_h = save and self.keeps_h(config, T)
+        h_seq = torch.empty_like(x_seq) if keep_h else None
         v_seq = torch.empty_like(x_seq) if config.store_v_seq else None
         v_last = torch.empty_like(v_init)
         w_last = torch.empty_like(v_init) if w_init is not None else None
@@ -92,7 +98,7 @@ class TritonNeuronKernels(NeuronKernels):
                 below, at_or_above,
                 NEURON=NEURON_IDS[config.neuron], FLAGS=config.flags,
                 HARD_RESET=config.hard_reset, HAS_W=w_init is not None, HAS_R=r is not None,
-                SAVE_H=save, STORE_V_SEQ=config.store_v_seq,
+                SAVE_H=keep_h, STORE_V_SEQ=config.store_v_seq,
                 FIX_H_ROUNDING=x_seq.dtype in LOW_PRECISION, PREFETCH=launch_config.PREFETCH,
                 BLOCK=block, num_warps=num_warps,
             )  # fmt: skip
@@ -102,6 +108,8 @@ class TritonNeuronKernels(NeuronKernels):
         self, config: NeuronKernelConfig, inputs: list[Tensor | None], results: list[Tensor | None]
     ) -> list[Tensor | None]:
         x_seq, v_init, _, r = inputs
+        if not self.keeps_h(config, x_seq.shape[0]):
+            return [None, x_seq, v_init, r]  # the backward recomputes H from these
         reads = _reads(config)
         return [
             results[5],
@@ -120,6 +128,8 @@ class TritonNeuronKernels(NeuronKernels):
         launch: Callable,
     ) -> list[Tensor | None]:
         h_seq, x_seq, v_init, r = saved
+        if h_seq is None and x_seq is not None and not self.keeps_h(config, x_seq.shape[0]):
+            return self._backward_recompute(config, x_seq, v_init, r, grads, needs, launch)
         if h_seq is None or h_seq.numel() == 0:
             raise RuntimeError(
                 "sj_triton: backward through a forward that kept nothing for it "
@@ -172,6 +182,58 @@ class TritonNeuronKernels(NeuronKernels):
             # Per-program partial sums, reduced on the device (no host synchronisation).
             grad_r = grad_r_partial.sum().reshape(1).to(r.dtype)
         return [grad_x_seq, grad_v_init, grad_w_init, grad_r]
+
+    def keeps_h(self, config: NeuronKernelConfig, T: int) -> bool:
+        """Whether a training forward over ``T`` steps keeps ``H`` (else the backward
+        recomputes it from ``X``: :func:`.launch_config.recompute_pad`)."""
+        return recompute_pad(config, T) == 0
+
+    def _backward_recompute(
+        self,
+        config: NeuronKernelConfig,
+        x_seq: Tensor,
+        v_init: Tensor,
+        r: Tensor | None,
+        grads: list[Tensor | None],
+        needs: list[bool],
+        launch: Callable,
+    ) -> list[Tensor | None]:
+        """:meth:`backward` from ``X`` (``neuron_backward_recompute_kernel``)."""
+        grad_spike, grad_v_last, _, grad_v_seq, _ = map(_incoming, grads)
+        if not config.store_v_seq:
+            grad_v_seq = None
+        T, ncl = x_seq.shape[0], v_init.numel()
+        grad_x_seq = torch.empty_like(x_seq)
+        grad_v_init = torch.empty_like(v_init) if needs[1] else None
+        block, num_warps = block_config(ncl, training=True)
+        grid = triton.cdiv(ncl, block)
+        grad_r_partial = x_seq.new_empty((grid,), dtype=torch.float32) if r is not None else None
+        sg_id, sg_p0, sg_p1, sg_terms = surrogate_arguments(
+            config.surrogate, config.surrogate_params
+        )
+        reads = _reads(config)
+        with device_guard(x_seq), launch_lock():
+            launch(neuron_backward_recompute_kernel)[(grid,)](
+                x_seq if grad_spike is None else grad_spike,
+                x_seq if grad_v_seq is None else grad_v_seq,
+                x_seq if grad_v_last is None else grad_v_last,
+                x_seq, v_init, x_seq if r is None else r,
+                grad_x_seq, grad_x_seq if grad_v_init is None else grad_v_init,
+                grad_x_seq if grad_r_partial is None else grad_r_partial,
+                T, ncl, *scalar_slots(config), config.v_threshold, config.v_reset, sg_p0, sg_p1,
+                NEURON=NEURON_IDS[config.neuron], FLAGS=config.flags,
+                HARD_RESET=config.hard_reset, DETACH_RESET=config.detach_reset,
+                HAS_R=r is not None, NEEDS_X="x" in reads, NEEDS_V="v" in reads,
+                SG=sg_id, SG_TERMS=sg_terms,
+                HAS_GRAD_SPIKE=grad_spike is not None, HAS_GRAD_V_SEQ=grad_v_seq is not None,
+                HAS_GRAD_V_LAST=grad_v_last is not None,
+                WRITE_GRAD_V_INIT=grad_v_init is not None,
+                T_PAD=recompute_pad(config, T), BLOCK=block, num_warps=num_warps,
+            )  # fmt: skip
+        grad_r = None
+        if r is not None:
+            grad_r = grad_r_partial.sum().reshape(1).to(r.dtype)
+        return [grad_x_seq, grad_v_init, None, grad_r]
 
 
 # Under the interpreter a triton_op body could not be traced (its kernels are Python).

@@ -39,7 +39,11 @@ from .equations import (
 )
 from .surrogates import surrogate_gradient
 
-__all__ = ["neuron_backward_kernel", "neuron_forward_kernel"]
+__all__ = [
+    "neuron_backward_kernel",
+    "neuron_backward_recompute_kernel",
+    "neuron_forward_kernel",
+]
 
 
 @triton.jit
@@ -52,6 +56,45 @@ def _spike_value(spiked):
     # bool -> fp32 through where(): a direct int1 -> bf16 cast is not supported everywhere
     # (it fails under the Triton CPU interpreter).
     return tl.where(spiked, 1.0, 0.0)
+
+
+@triton.jit
+def _step_backward(
+    h, v_prev, x, g_s, g_v, g_w, r, c0, c1, c2, c3, c4, c5, c6, c7,
+    v_threshold, v_reset, sg_p0, sg_p1,
+    NEURON: tl.constexpr, FLAGS: tl.constexpr, HARD_RESET: tl.constexpr,
+    DETACH_RESET: tl.constexpr, HAS_W: tl.constexpr, SG: tl.constexpr, SG_TERMS: tl.constexpr,
+):  # fmt: skip
+    """One step of the reverse recurrence (SPEC section 5), every value ``[BLOCK]`` fp32.
+
+    From ``H[t]``, ``V[t-1]`` and ``X[t]`` (where the derivatives read them), ``dL/dS[t]``
+    and the carried ``g_v = dL/dV[t]``, ``g_w = dL/dW[t]``: returns ``dL/dX[t]``, the
+    carried gradients ``dL/dV[t-1]`` and ``dL/dW[t-1]``, and step ``t``'s term of
+    ``dL/dr``.
+    """
+    s = _spike_value(fires(h, v_threshold))
+    sg = surrogate_gradient(h - v_threshold, sg_p0, sg_p1, SG, SG_TERMS)
+    dv_dh, dv_ds = reset_grads(h, s, v_threshold, v_reset, HARD_RESET)
+    g_w_adapted = g_w
+    da_dw = 0.0
+    if HAS_W:
+        da_dh, da_dw, dj_dw, dj_ds = adaptation_grads(
+            h, 0.0, s, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS
+        )
+        g_s += g_w * dj_ds  # the jump's spike is never detached
+        g_w_adapted = g_w * dj_dw
+    g_h = g_s * sg + g_v * dv_dh
+    if not DETACH_RESET:
+        g_h += g_v * dv_ds * sg
+    if HAS_W:
+        g_h += g_w_adapted * da_dh
+    dh_dx, dh_dv, dh_dw, dh_dr = charge_grads(
+        x, v_prev, 0.0, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS
+    )
+    g_w_before = g_w
+    if HAS_W:
+        g_w_before = g_w_adapted * da_dw + g_h * dh_dw
+    return g_h * dh_dx, g_h * dh_dv, g_w_before, g_h * dh_dr
 
 
 # T is never specialised (T == 1 would otherwise compile its own variant). NCL is: on
@@ -263,36 +306,19 @@ def neuron_backward_kernel(
             g_w += tl.load(grad_w_seq_ptrs, mask=mask, other=0.0).to(tl.float32)
             grad_w_seq_ptrs -= NCL
 
-        s = _spike_value(fires(h, v_threshold))
-        sg = surrogate_gradient(h - v_threshold, sg_p0, sg_p1, SG, SG_TERMS)
-        dv_dh, dv_ds = reset_grads(h, s, v_threshold, v_reset, HARD_RESET)
         if HAS_GRAD_SPIKE:
             g_s = tl.load(grad_spike_ptrs, mask=mask, other=0.0).to(tl.float32)
             grad_spike_ptrs -= NCL
         else:
             g_s = tl.zeros([BLOCK], dtype=tl.float32)
-        g_w_adapted = g_w
-        da_dw = 0.0
-        if HAS_W:
-            da_dh, da_dw, dj_dw, dj_ds = adaptation_grads(
-                h, 0.0, s, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS
-            )
-            g_s += g_w * dj_ds  # the jump's spike is never detached
-            g_w_adapted = g_w * dj_dw
-        g_h = g_s * sg + g_v * dv_dh
-        if not DETACH_RESET:
-            g_h += g_v * dv_ds * sg
-        if HAS_W:
-            g_h += g_w_adapted * da_dh
-        dh_dx, dh_dv, dh_dw, dh_dr = charge_grads(
-            x, v_prev, 0.0, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS
-        )
-        tl.store(grad_x_ptrs, (g_h * dh_dx).to(out_dtype), mask=mask)
-        g_v = g_h * dh_dv
-        if HAS_W:
-            g_w = g_w_adapted * da_dw + g_h * dh_dw
+        grad_x, g_v, g_w, grad_r_step = _step_backward(
+            h, v_prev, x, g_s, g_v, g_w, r, c0, c1, c2, c3, c4, c5, c6, c7,
+            v_threshold, v_reset, sg_p0, sg_p1,
+            NEURON, FLAGS, HARD_RESET, DETACH_RESET, HAS_W, SG, SG_TERMS,
+        )  # fmt: skip
+        tl.store(grad_x_ptrs, grad_x.to(out_dtype), mask=mask)
         if HAS_R:
-            grad_r += g_h * dh_dr
+            grad_r += grad_r_step
         if NEEDS_V:
             h = h_prev
         grad_x_ptrs -= NCL
@@ -301,5 +327,126 @@ def neuron_backward_kernel(
         tl.store(grad_v_init_ptr + offs, g_v.to(out_dtype), mask=mask)
     if WRITE_GRAD_W_INIT:
         tl.store(grad_w_init_ptr + offs, g_w.to(out_dtype), mask=mask)
+    if HAS_R:
+        tl.store(grad_r_partial_ptr + pid, tl.sum(tl.where(mask, grad_r, 0.0), axis=0))
+
+
+@triton.jit
+def _row(tile, steps, t: tl.constexpr):
+    """Row ``t`` of a ``[T_PAD, BLOCK]`` tile (Triton has no indexing of register tiles:
+    a select and a sum over the step axis, which each thread holds in its registers)."""
+    return tl.sum(tl.where(steps[:, None] == t, tile, 0.0), axis=0)
+
+
+@triton.jit(do_not_specialize=["T"])
+def neuron_backward_recompute_kernel(
+    grad_spike_ptr,  # [T, NCL] (HAS_GRAD_SPIKE)
+    grad_v_seq_ptr,  # [T, NCL] (HAS_GRAD_V_SEQ)
+    grad_v_last_ptr,  # [NCL] (HAS_GRAD_V_LAST)
+    x_ptr,  # [T, NCL] the input, kept by the forward instead of H
+    v_init_ptr,  # [NCL] V[-1]
+    r_ptr,  # [1] (HAS_R)
+    grad_x_ptr,  # [T, NCL] out
+    grad_v_init_ptr,  # [NCL] out (WRITE_GRAD_V_INIT)
+    grad_r_partial_ptr,  # [num_programs] out (HAS_R): per-program sums of dL/dr
+    T,
+    NCL,
+    c0, c1, c2, c3, c4, c5, c6, c7,
+    v_threshold,
+    v_reset,
+    sg_p0,
+    sg_p1,
+    NEURON: tl.constexpr,
+    FLAGS: tl.constexpr,
+    HARD_RESET: tl.constexpr,
+    DETACH_RESET: tl.constexpr,
+    HAS_R: tl.constexpr,
+    NEEDS_X: tl.constexpr,
+    NEEDS_V: tl.constexpr,
+    SG: tl.constexpr,
+    SG_TERMS: tl.constexpr,
+    HAS_GRAD_SPIKE: tl.constexpr,
+    HAS_GRAD_V_SEQ: tl.constexpr,
+    HAS_GRAD_V_LAST: tl.constexpr,
+    WRITE_GRAD_V_INIT: tl.constexpr,
+    T_PAD: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    """The backward of a short sequence (``T <= T_PAD``) of a neuron without a second
+    state, from ``X`` instead of a saved ``H``.
+
+    The forward then writes only the spikes (8 bytes per element-step in fp32 instead of
+    12) and the backward reads ``dL/dS`` and ``X`` and writes ``dL/dX``, as the usual one
+    reads ``dL/dS`` and ``H``: 20 bytes per element-step for a training step instead of
+    24. A first pass recomputes ``H`` with the forward's own operations (bitwise its
+    values) into a ``[T_PAD, BLOCK]`` register tile; the second walks backwards in time
+    through it. ``T_PAD`` (a power of two) is a compile-time constant, ``T`` is not.
+    """
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < NCL
+    out_dtype = grad_x_ptr.dtype.element_ty
+    c0, c1, c2, c3 = _f32(c0), _f32(c1), _f32(c2), _f32(c3)
+    c4, c5, c6, c7 = _f32(c4), _f32(c5), _f32(c6), _f32(c7)
+    v_threshold = tl.cast(v_threshold, tl.float32)
+    v_reset = tl.cast(v_reset, tl.float32)
+    sg_p0 = tl.cast(sg_p0, tl.float32)
+    sg_p1 = tl.cast(sg_p1, tl.float32)
+    r = 0.0
+    if HAS_R:
+        r = tl.load(r_ptr).to(tl.float32)
+    ncl = tl.cast(NCL, tl.int64)  # step offsets t * NCL in 64 bits
+    steps = tl.arange(0, T_PAD)
+
+    # Pass 1: H[0 .. T-1], as the forward computed them.
+    v_init = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    v = v_init
+    h_tile = tl.zeros([T_PAD, BLOCK], dtype=tl.float32)
+    for t in tl.static_range(T_PAD):
+        if t < T:
+            x = tl.load(x_ptr + t * ncl + offs, mask=mask, other=0.0).to(tl.float32)
+            h = charge(x, v, 0.0, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS)
+            v = reset(h, _spike_value(fires(h, v_threshold)), v_threshold, v_reset, HARD_RESET)
+            h_tile = tl.where(steps[:, None] == t, h[None, :], h_tile)
+
+    # Pass 2: the reverse recurrence, as neuron_backward_kernel (no second state).
+    if HAS_GRAD_V_LAST:
+        g_v = tl.load(grad_v_last_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        g_v = tl.zeros([BLOCK], dtype=tl.float32)
+    g_w = tl.zeros([BLOCK], dtype=tl.float32)
+    grad_r = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in tl.static_range(T_PAD):
+        t = T_PAD - 1 - i  # a compile-time constant
+        if t < T:
+            step = t * ncl + offs
+            h = _row(h_tile, steps, t)
+            v_prev = 0.0
+            if NEEDS_V:
+                if t > 0:
+                    h_prev = _row(h_tile, steps, t - 1)
+                    s_prev = _spike_value(fires(h_prev, v_threshold))
+                    v_prev = reset(h_prev, s_prev, v_threshold, v_reset, HARD_RESET)
+                else:
+                    v_prev = v_init
+            x = 0.0
+            if NEEDS_X:
+                x = tl.load(x_ptr + step, mask=mask, other=0.0).to(tl.float32)
+            if HAS_GRAD_V_SEQ:
+                g_v += tl.load(grad_v_seq_ptr + step, mask=mask, other=0.0).to(tl.float32)
+            if HAS_GRAD_SPIKE:
+                g_s = tl.load(grad_spike_ptr + step, mask=mask, other=0.0).to(tl.float32)
+            else:
+                g_s = tl.zeros([BLOCK], dtype=tl.float32)
+            grad_x, g_v, g_w, grad_r_step = _step_backward(
+                h, v_prev, x, g_s, g_v, g_w, r, c0, c1, c2, c3, c4, c5, c6, c7,
+                v_threshold, v_reset, sg_p0, sg_p1,
+                NEURON, FLAGS, HARD_RESET, DETACH_RESET, False, SG, SG_TERMS,
+            )  # fmt: skip
+            tl.store(grad_x_ptr + step, grad_x.to(out_dtype), mask=mask)
+            if HAS_R:
+                grad_r += grad_r_step
+    if WRITE_GRAD_V_INIT:
+        tl.store(grad_v_init_ptr + offs, g_v.to(out_dtype), mask=mask)
     if HAS_R:
         tl.store(grad_r_partial_ptr + pid, tl.sum(tl.where(mask, grad_r, 0.0), axis=0))

@@ -19,8 +19,10 @@ from .equations import SCALAR_SLOTS
 __all__ = [
     "LOW_PRECISION",
     "PREFETCH",
+    "RECOMPUTE_MAX_T",
     "block_config",
     "device_guard",
+    "recompute_pad",
     "scalar_slots",
     "threshold_neighbours",
 ]
@@ -50,6 +52,33 @@ def block_config(ncl: int, training: bool = False) -> tuple[int, int]:
 #: Whether the forward kernel loads step t + 1's input before computing step t. Off
 #: until a GPU measurement shows it pays (``bench_neurons.py --sweep`` compares both).
 PREFETCH = False
+
+#: Training launches of a neuron without a second state (IF, LIF, PLIF, QIF, EIF) with
+#: ``T <= RECOMPUTE_MAX_T`` keep ``X`` instead of ``H`` for the backward, which
+#: recomputes ``H`` (``neuron_backward_recompute_kernel``): 20 bytes per fp32
+#: element-step instead of 24, the same memory kept. ``0`` (off) until a GPU measurement
+#: shows where it pays (``bench_neurons.py --sweep`` compares both); at most 16, the
+#: longest sequence whose ``H`` fits the kernel's registers.
+RECOMPUTE_MAX_T = 0
+
+
+def recompute_pad(config: NeuronKernelConfig, T: int) -> int:
+    """The backward's ``T_PAD`` (the power of two >= ``T``) when a training launch of
+    ``config`` over ``T`` steps recomputes ``H`` from ``X``, else ``0``.
+
+    The forward and the backward both ask, so they agree; a pure function of the
+    configuration, ``T`` and :data:`RECOMPUTE_MAX_T`.
+    """
+    if RECOMPUTE_MAX_T <= 0 or config.statement.adaptation is not None:
+        return 0
+    limit = min(RECOMPUTE_MAX_T, 16)
+    if not 1 <= T <= limit:  # under tracing with a dynamic T: a guard on its range
+        return 0
+    if not isinstance(T, int):
+        # A symbolic T (torch.compile, dynamic shapes): one variant for every length up
+        # to the limit, so that new lengths reuse the graph.
+        return 1 << (limit - 1).bit_length()
+    return 1 << (T - 1).bit_length()
 
 
 def device_guard(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
