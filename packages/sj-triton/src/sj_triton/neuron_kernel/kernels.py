@@ -421,15 +421,15 @@ def neuron_backward_recompute_kernel(
         if t < T:
             step = t * ncl + offs
             h = _row(h_tile, steps, t)
-            v_prev = 0.0
-            if NEEDS_V:
+            # (Every name a branch may assign starts as a [BLOCK] tensor: the compiler
+            # refuses a branch that changes a value's type.)
+            v_prev = v_init
+            if NEEDS_V:  # noqa: SIM102 (compile-time branches; `and` is not for tensors)
                 if t > 0:
                     h_prev = _row(h_tile, steps, t - 1)
                     s_prev = _spike_value(fires(h_prev, v_threshold))
                     v_prev = reset(h_prev, s_prev, v_threshold, v_reset, HARD_RESET)
-                else:
-                    v_prev = v_init
-            x = 0.0
+            x = v_init
             if NEEDS_X:
                 x = tl.load(x_ptr + step, mask=mask, other=0.0).to(tl.float32)
             if HAS_GRAD_V_SEQ:
