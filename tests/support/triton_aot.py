@@ -127,8 +127,9 @@ def _cases() -> Iterator[tuple[str, Callable[[], None]]]:
             hard = NeuronCase(name, -0.3, 0.9, False, flags)
             yield f"{hard.id}-fp32-train", lambda c=hard: run(c, 8, torch.float32)
         soft = NeuronCase(name, None, 1.25, True, flag_settings(name)[0])
-        yield f"{soft.id}-bf16-train-v_seq", lambda c=soft: run(
-            c, 8, torch.bfloat16, store_v_seq=True, surrogate="ATan"
+        yield (
+            f"{soft.id}-bf16-train-v_seq",
+            lambda c=soft: run(c, 8, torch.bfloat16, store_v_seq=True, surrogate="ATan"),
         )
         yield f"{soft.id}-fp16-inference", lambda c=soft: run(c, 8, torch.float16, train=False)
         if STATEMENTS[name].adaptation is None:
