@@ -57,6 +57,24 @@ def _reads(config: NeuronKernelConfig) -> tuple[str, ...]:
     return BACKWARD_READS[(config.neuron, config.flags)]
 
 
+def _backward_launch(
+    config: NeuronKernelConfig, ncl: int, like: Tensor, r: Tensor | None
+) -> tuple[int, int, int, Tensor | None, tuple]:
+    """What both backward kernels' launches share: ``(BLOCK, num_warps, grid, the
+    per-program sums of dL/dr to fill (when ``r`` exists), the surrogate's arguments)``."""
+    block, num_warps = block_config(ncl, training=True)
+    grid = triton.cdiv(ncl, block)
+    grad_r_partial = like.new_empty((grid,), dtype=torch.float32) if r is not None else None
+    surrogate = surrogate_arguments(config.surrogate, config.surrogate_params)
+    return block, num_warps, grid, grad_r_partial, surrogate
+
+
+def _sum_grad_r(grad_r_partial: Tensor | None, r: Tensor | None) -> Tensor | None:
+    """``dL/dr`` ``[1]`` from the per-program partial sums, reduced on the device (no host
+    synchronisation)."""
+    return None if r is None else grad_r_partial.sum().reshape(1).to(r.dtype)
+
+
 def _incoming(grad: Tensor | None) -> Tensor | None:
     """An incoming gradient as the kernel reads it: ``None`` when absent (or an empty
     placeholder output's), else contiguous."""
@@ -146,12 +164,8 @@ class TritonNeuronKernels(NeuronKernels):
         grad_x_seq = torch.empty_like(h_seq)
         grad_v_init = h_seq.new_empty(step) if needs[1] else None
         grad_w_init = h_seq.new_empty(step) if has_w and needs[2] else None
-        block, num_warps = block_config(ncl, training=True)
-        grid = triton.cdiv(ncl, block)
-        grad_r_partial = h_seq.new_empty((grid,), dtype=torch.float32) if r is not None else None
-        sg_id, sg_p0, sg_p1, sg_terms = surrogate_arguments(
-            config.surrogate, config.surrogate_params
-        )
+        block, num_warps, grid, grad_r_partial, surrogate = _backward_launch(config, ncl, h_seq, r)
+        sg_id, sg_p0, sg_p1, sg_terms = surrogate
         reads = _reads(config)
         with device_guard(h_seq), launch_lock():
             launch(neuron_backward_kernel)[(grid,)](
@@ -177,11 +191,7 @@ class TritonNeuronKernels(NeuronKernels):
                 WRITE_GRAD_W_INIT=grad_w_init is not None,
                 BLOCK=block, num_warps=num_warps,
             )  # fmt: skip
-        grad_r = None
-        if r is not None:
-            # Per-program partial sums, reduced on the device (no host synchronisation).
-            grad_r = grad_r_partial.sum().reshape(1).to(r.dtype)
-        return [grad_x_seq, grad_v_init, grad_w_init, grad_r]
+        return [grad_x_seq, grad_v_init, grad_w_init, _sum_grad_r(grad_r_partial, r)]
 
     def keeps_h(self, config: NeuronKernelConfig, T: int) -> bool:
         """Whether a training forward over ``T`` steps keeps ``H`` (else the backward
@@ -205,12 +215,8 @@ class TritonNeuronKernels(NeuronKernels):
         T, ncl = x_seq.shape[0], v_init.numel()
         grad_x_seq = torch.empty_like(x_seq)
         grad_v_init = torch.empty_like(v_init) if needs[1] else None
-        block, num_warps = block_config(ncl, training=True)
-        grid = triton.cdiv(ncl, block)
-        grad_r_partial = x_seq.new_empty((grid,), dtype=torch.float32) if r is not None else None
-        sg_id, sg_p0, sg_p1, sg_terms = surrogate_arguments(
-            config.surrogate, config.surrogate_params
-        )
+        block, num_warps, grid, grad_r_partial, surrogate = _backward_launch(config, ncl, x_seq, r)
+        sg_id, sg_p0, sg_p1, sg_terms = surrogate
         reads = _reads(config)
         with device_guard(x_seq), launch_lock():
             launch(neuron_backward_recompute_kernel)[(grid,)](
@@ -230,10 +236,7 @@ class TritonNeuronKernels(NeuronKernels):
                 WRITE_GRAD_V_INIT=grad_v_init is not None,
                 T_PAD=recompute_pad(config, T), BLOCK=block, num_warps=num_warps,
             )  # fmt: skip
-        grad_r = None
-        if r is not None:
-            grad_r = grad_r_partial.sum().reshape(1).to(r.dtype)
-        return [grad_x_seq, grad_v_init, None, grad_r]
+        return [grad_x_seq, grad_v_init, None, _sum_grad_r(grad_r_partial, r)]
 
 
 # Under the interpreter a triton_op body could not be traced (its kernels are Python).
