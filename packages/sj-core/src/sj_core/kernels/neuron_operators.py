@@ -108,8 +108,9 @@ def surrogate_kernel_arguments(
         )
     if not getattr(surrogate_function, "spiking", True):
         raise UnsupportedByBackendError(
-            f"the {backend} backend emits binary spikes; {name}(spiking=False) outputs the "
-            "smooth primitive: use backend='torch' for it"
+            f"the {backend} backend supports only spiking surrogate functions (it emits "
+            f"binary spikes); {name}(spiking=False) outputs the smooth primitive: use "
+            "backend='torch' for it"
         )
     if name not in supported:
         raise UnsupportedByBackendError(
