@@ -43,6 +43,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gloo_exit import exit_without_finalization
 from kernel_backends import GridBackend
 from torch import nn
 
@@ -241,14 +242,7 @@ def _worker(rank: int, port: int, cases: list[Case], out_path: str) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    # Leave without the interpreter's finalization. After FSDP2 has run on gloo, torch 2.13
-    # sometimes aborts there ("terminate called without an active exception": 4 of 28
-    # runs, after destroy_process_group and the atexit handlers; torch 2.15 did not in
-    # 12 runs). By now the results are saved and every collective has returned, so the
-    # abort would only hide a finished run. A rank that failed raised above instead.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_without_finalization()  # results saved: see gloo_exit
 
 
 def _free_port_store() -> dist.TCPStore:
