@@ -201,6 +201,29 @@ def test_a_neuron_output_and_its_views_are_packed():
         assert torch.equal(restored, view)
 
 
+def test_zero_dimensional_spikes_and_saved_scalars(packed):
+    """A 0-d input gives 0-d spikes, and ``x * scalar`` saves a 0-d tensor: both pass
+    through the switch (0-d tensors have no strides), with the gradients of the switch off."""
+
+    def gradients(on: bool) -> tuple[torch.Tensor, ...]:
+        node = neuron.LIFNode()
+        x = torch.tensor(3.0, requires_grad=True)
+        w = torch.tensor(0.7, requires_grad=True)
+        scale = torch.tensor(2.0, requires_grad=True)
+        with functional.compact_spikes() if on else contextlib.nullcontext():
+            spike = node(x)
+            out = (spike * w) * scale
+        assert spike.dim() == 0 and spike.item() == 1.0
+        return torch.autograd.grad(out, (x, w, scale))
+
+    off = gradients(False)
+    on = gradients(True)
+    assert packed == [((), 1)]  # the 0-d spike, at one byte
+    assert all(g.abs() > 0 for g in off)
+    for a, b in zip(off, on, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_memory_of_a_freed_spike_tensor_reused_by_another_tensor_is_not_compacted():
     with functional.compact_spikes():
         for _ in range(50):  # until the allocator hands the same address out again

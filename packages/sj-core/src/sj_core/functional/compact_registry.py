@@ -237,7 +237,8 @@ def find_spikes(tensor: torch.Tensor) -> Found | None:
     state = _STATE
     if type(tensor) not in _PLAIN or tensor.layout != torch.strided:
         return None
-    if tensor.numel() == 0 or not tensor.is_floating_point() or min(tensor.stride()) < 0:
+    # (A 0-d tensor has no strides: default=0.)
+    if tensor.numel() == 0 or not tensor.is_floating_point() or min(tensor.stride(), default=0) < 0:
         return None
     found = _as_view(state, tensor)
     if found is None and tensor.grad_fn is not None:
