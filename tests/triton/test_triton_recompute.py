@@ -17,6 +17,10 @@ The conformance grid (``tests/conformance/test_kernel_grid.py``, the
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 from kernel_backends import GridBackend
@@ -158,39 +162,57 @@ def test_half_precision_gradients_agree(recompute_limit, dtype):
         )
 
 
-def test_compiled_training_matches_eager(recompute_limit):
+# Run in a fresh interpreter: Dynamo's process-wide state (and torch 2.8's occasional
+# crash after another test's torch._dynamo.reset()) stays out of the other tests.
+_COMPILED_TRAINING = """
+import json, sys
+import torch
+from sj_core import functional, neuron
+from sj_triton.neuron_kernel import launch_config
+
+launch_config.RECOMPUTE_MAX_T = 16
+device = sys.argv[1]
+backend = "inductor" if device == "cuda" else "aot_eager"
+
+def make():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 12),
+        neuron.LIFNode(step_mode="m", backend="triton"),
+        torch.nn.Linear(12, 12),
+        neuron.ParametricLIFNode(step_mode="m", backend="triton"),
+    ).to(device)
+
+def step(net, x):
+    functional.reset_net(net)
+    net(x).mean().backward()
+    return [p.grad.clone() for p in net.parameters()]
+
+x = torch.rand(4, 3, 6, generator=torch.Generator().manual_seed(1)).to(device) * 4
+eager = step(make(), x)
+compiled = step(torch.compile(make(), backend=backend, fullgraph=True), x)
+print(json.dumps({
+    "smallest_gradient": min(float(g.abs().sum()) for g in eager),
+    "errors": [float((c - e).abs().max() / e.abs().max()) for c, e in zip(compiled, eager)],
+}))
+"""
+
+
+def test_compiled_training_matches_eager():
     """The registered operators and their fakes agree with the eager path when the
     forward keeps ``X``: a compiled LIF -> PLIF training step gives the eager
-    gradients."""
-    recompute_limit(16)
-    backend = "inductor" if torch.cuda.is_available() else "aot_eager"
-    torch._dynamo.reset()
-
-    def make():
-        torch.manual_seed(0)
-        return torch.nn.Sequential(
-            torch.nn.Linear(6, 12),
-            neuron.LIFNode(step_mode="m", backend="triton"),
-            torch.nn.Linear(12, 12),
-            neuron.ParametricLIFNode(step_mode="m", backend="triton"),
-        ).to(DEVICE)
-
-    def step(net, x):
-        from sj_core import functional
-
-        functional.reset_net(net)
-        loss = net(x).mean()
-        loss.backward()
-        return [p.grad.clone() for p in net.parameters()]
-
-    x = torch.rand(4, 3, 6, generator=torch.Generator().manual_seed(1)).to(DEVICE) * 4
-    eager = step(make(), x)
-    compiled_net = make()
-    compiled = step(torch.compile(compiled_net, backend=backend, fullgraph=True), x)
-    torch._dynamo.reset()
-    assert all(g.abs().sum() > 0 for g in eager)
-    for got, want in zip(compiled, eager, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    gradients (to fp32 rounding: the compiled linear layers may sum in another order)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _COMPILED_TRAINING, DEVICE],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["smallest_gradient"] > 0
+    assert len(found["errors"]) == 5  # two Linear layers (weight, bias) and PLIF's w
+    assert max(found["errors"]) < 1e-5, found
 
 
 def test_the_backward_kernel_that_runs(recompute_limit, monkeypatch):
