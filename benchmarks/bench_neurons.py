@@ -217,24 +217,22 @@ def sweep_recompute(N: int, bw: float, dtypes: list[str], Ts: list[int]) -> None
     of the usual 24-byte floor (above 100%: faster than any kernel that saves ``H``)."""
     from sj_triton.neuron_kernel import launch_config
 
-    original = launch_config.RECOMPUTE_MAX_T
     print()
     print("| neuron | dtype | T | saves H: fwd+bwd % | recomputes H: fwd+bwd % | speed-up |")
     print("|---|---|---|---|---|---|")
     for neuron in ("lif", "plif"):
         for dtype in dtypes:
-            for T in (t for t in Ts if t <= 16):
+            for T in (t for t in Ts if t <= launch_config.MAX_RECOMPUTE_T):
                 percent = []
-                for max_t in (0, 16):
-                    launch_config.RECOMPUTE_MAX_T = max_t
-                    rows = measure("triton", neuron, DTYPES[dtype], T, N, bw)
+                for max_t in (0, launch_config.MAX_RECOMPUTE_T):
+                    with launch_config.recompute_short_sequences(max_t):
+                        rows = measure("triton", neuron, DTYPES[dtype], T, N, bw)
                     percent.append(next(r for r in rows if r.mode == "fwd+bwd graph").floor_pct)
                 print(
                     f"| {neuron} | {dtype} | {T} | {percent[0]:.1f} | {percent[1]:.1f} | "
                     f"{percent[1] / percent[0]:.2f}x |",
                     flush=True,
                 )
-    launch_config.RECOMPUTE_MAX_T = original
 
 
 def main(argv: list[str] | None = None) -> int:

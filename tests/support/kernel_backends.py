@@ -95,12 +95,8 @@ class GridBackend:
         if self.recompute:
             from sj_triton.neuron_kernel import launch_config
 
-            previous_max_t = launch_config.RECOMPUTE_MAX_T
-            launch_config.RECOMPUTE_MAX_T = 16
-            try:
+            with launch_config.recompute_short_sequences():
                 yield
-            finally:
-                launch_config.RECOMPUTE_MAX_T = previous_max_t
             return
         if self.name != "cupy":
             yield

@@ -136,12 +136,8 @@ def _cases() -> Iterator[tuple[str, Callable[[], None]]]:
             for T in (1, 5, 16):
 
                 def recompute(c=hard, T=T) -> None:
-                    previous = launch_config.RECOMPUTE_MAX_T
-                    launch_config.RECOMPUTE_MAX_T = 16
-                    try:
+                    with launch_config.recompute_short_sequences():
                         run(c, T, torch.float32, store_v_seq=T == 5)
-                    finally:
-                        launch_config.RECOMPUTE_MAX_T = previous
 
                 yield f"{hard.id}-fp32-train-recompute-T{T}", recompute
 

@@ -4,12 +4,13 @@ With ``launch_config.RECOMPUTE_MAX_T > 0``, a training launch over ``T <= RECOMP
 steps of a neuron without a second state keeps the input instead of the pre-reset
 potentials, and ``neuron_backward_recompute_kernel`` rebuilds them. Checked here:
 
-* which launches recompute (:func:`launch_config.recompute_pad`);
+* which launches recompute (:func:`launch_config.recomputes_h`), with which tile;
 * what the forward keeps: the input itself (no new ``[T, *S]`` tensor), and ``v_init``;
 * the gradients equal those of the backward that reads ``H``, bitwise, for every neuron
   without a second state, with and without ``store_v_seq`` and gradients of the final
   state; a module trains the same; ``torch.compile`` (the registered operators and their
-  fake implementations) gives the eager values.
+  fake implementations) gives the eager values;
+* the backward follows what its forward kept, whatever the setting is by then.
 
 The conformance grid (``tests/conformance/test_kernel_grid.py``, the
 ``triton-recompute`` entries) compares the same variant with the torch reference.
@@ -26,6 +27,7 @@ import torch
 from kernel_backends import GridBackend
 from neuron_cases import make_inputs, make_surrogate, one_case_per_statement
 from reference_compare import random_weights, run_with_grads
+from triton_aot import captured_launches
 
 from sj_core import neuron
 from sj_core.neuron.statements import STATEMENTS
@@ -35,7 +37,7 @@ TRITON = GridBackend("triton", DEVICE)
 if TRITON.skip_reason() is not None:
     pytest.skip(TRITON.skip_reason(), allow_module_level=True)
 
-from sj_triton.neuron_kernel import kernel_op, launch_config  # noqa: E402
+from sj_triton.neuron_kernel import launch_config  # noqa: E402
 
 NO_SECOND_STATE = [c for c in one_case_per_statement() if STATEMENTS[c.name].adaptation is None]
 
@@ -51,7 +53,7 @@ def recompute_limit(monkeypatch):
 
 
 def _statement_config(name: str):
-    """A minimal stand-in with what ``recompute_pad`` reads: the statement."""
+    """A minimal stand-in with what ``recomputes_h`` reads: the statement."""
 
     class _Config:
         statement = STATEMENTS[name]
@@ -77,7 +79,8 @@ def _statement_config(name: str):
 )
 def test_which_launches_recompute(recompute_limit, limit, name, T, pad):
     recompute_limit(limit)
-    assert launch_config.recompute_pad(_statement_config(name), T) == pad
+    recomputes = launch_config.recomputes_h(_statement_config(name), T)
+    assert (launch_config.h_tile_rows(T) if recomputes else 0) == pad
 
 
 def _saved_tensors(fn):
@@ -215,24 +218,34 @@ def test_compiled_training_matches_eager():
     assert max(found["errors"]) < 1e-5, found
 
 
-def test_the_backward_kernel_that_runs(recompute_limit, monkeypatch):
+def test_the_backward_kernel_that_runs(recompute_limit):
     """With the limit set, the recomputing kernel is the one launched (and not the other)."""
-    launched = []
-    for name in ("neuron_backward_kernel", "neuron_backward_recompute_kernel"):
-        kernel = getattr(kernel_op, name)
-
-        class _Recorder:
-            def __init__(self, name=name, kernel=kernel):
-                self.name, self.kernel = name, kernel
-
-            def __getitem__(self, grid):
-                launched.append(self.name)
-                return self.kernel[grid]
-
-        monkeypatch.setattr(kernel_op, name, _Recorder())
     x = torch.rand(5, 9, device=DEVICE, requires_grad=True)
+    launched = []
     for limit in (0, 16):
         recompute_limit(limit)
         node = neuron.LIFNode(step_mode="m", backend="triton")
-        torch.autograd.grad(node(x).sum() + node.v.sum(), x)
+        with captured_launches() as launches:  # recorded, not run
+            torch.autograd.grad(node(x).sum() + node.v.sum(), x)
+        launched += [kernel.__name__ for kernel, _, _ in launches if "backward" in kernel.__name__]
     assert launched == ["neuron_backward_kernel", "neuron_backward_recompute_kernel"]
+
+
+def test_the_backward_follows_what_its_forward_kept():
+    """A forward run with the recomputing backward on, its backward after the setting is
+    off again (or the reverse): the gradients of the backward that reads ``H``."""
+    x = torch.rand(6, 4, 33, generator=torch.Generator().manual_seed(5)).to(DEVICE) * 2
+    x.requires_grad_(True)
+    node = neuron.LIFNode(step_mode="m", backend="triton")
+    want = torch.autograd.grad(node(x).sum() + node.v.sum(), x)[0]
+    assert want.abs().sum() > 0
+    node.reset()
+    with launch_config.recompute_short_sequences():
+        spikes = node(x)
+    got = torch.autograd.grad(spikes.sum() + node.v.sum(), x)[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    node.reset()
+    spikes = node(x)
+    with launch_config.recompute_short_sequences():
+        got = torch.autograd.grad(spikes.sum() + node.v.sum(), x)[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -215,7 +215,7 @@ def set_backend(
         )
     _check_backend_name(backend)
     for name, module in net.named_modules():
-        if not isinstance(module, instance) or not hasattr(module, "backend"):
+        if not isinstance(module, types) or not hasattr(module, "backend"):
             continue
         old = module.backend
         try:

@@ -41,7 +41,8 @@ from .launch_config import (
     LOW_PRECISION,
     block_config,
     device_guard,
-    recompute_pad,
+    h_tile_rows,
+    recomputes_h,
     scalar_slots,
     threshold_neighbours,
 )
@@ -146,7 +147,9 @@ class TritonNeuronKernels(NeuronKernels):
         launch: Callable,
     ) -> list[Tensor | None]:
         h_seq, x_seq, v_init, r = saved
-        if h_seq is None and x_seq is not None and not self.keeps_h(config, x_seq.shape[0]):
+        if h_seq is None and x_seq is not None and v_init is not None:
+            # What the forward kept says how it ran (not RECOMPUTE_MAX_T now): X instead
+            # of H.
             return self._backward_recompute(config, x_seq, v_init, r, grads, needs, launch)
         if h_seq is None or h_seq.numel() == 0:
             raise RuntimeError(
@@ -195,8 +198,8 @@ class TritonNeuronKernels(NeuronKernels):
 
     def keeps_h(self, config: NeuronKernelConfig, T: int) -> bool:
         """Whether a training forward over ``T`` steps keeps ``H`` (else the backward
-        recomputes it from ``X``: :func:`.launch_config.recompute_pad`)."""
-        return recompute_pad(config, T) == 0
+        recomputes it from ``X``: :func:`.launch_config.recomputes_h`)."""
+        return not recomputes_h(config, T)
 
     def _backward_recompute(
         self,
@@ -234,7 +237,7 @@ class TritonNeuronKernels(NeuronKernels):
                 HAS_GRAD_SPIKE=grad_spike is not None, HAS_GRAD_V_SEQ=grad_v_seq is not None,
                 HAS_GRAD_V_LAST=grad_v_last is not None,
                 WRITE_GRAD_V_INIT=grad_v_init is not None,
-                T_PAD=recompute_pad(config, T), BLOCK=block, num_warps=num_warps,
+                T_PAD=h_tile_rows(T), BLOCK=block, num_warps=num_warps,
             )  # fmt: skip
         return [grad_x_seq, grad_v_init, None, _sum_grad_r(grad_r_partial, r)]
 

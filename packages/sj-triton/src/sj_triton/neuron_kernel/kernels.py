@@ -59,6 +59,13 @@ def _spike_value(spiked):
 
 
 @triton.jit
+def _after_reset(h, v_threshold, v_reset, HARD_RESET: tl.constexpr):
+    """``V[t]`` from ``H[t]``: the reset after the spike ``H[t]`` fires, with the
+    forward's own operations (so a backward that rebuilds ``V`` gets the forward's bits)."""
+    return reset(h, _spike_value(fires(h, v_threshold)), v_threshold, v_reset, HARD_RESET)
+
+
+@triton.jit
 def _step_backward(
     h, v_prev, x, g_s, g_v, g_w, r, c0, c1, c2, c3, c4, c5, c6, c7,
     v_threshold, v_reset, sg_p0, sg_p1,
@@ -287,8 +294,7 @@ def neuron_backward_kernel(
         if NEEDS_V:
             if t > 0:
                 h_prev = tl.load(h_ptrs - NCL, mask=mask, other=0.0).to(tl.float32)
-                s_prev = _spike_value(fires(h_prev, v_threshold))
-                v_prev = reset(h_prev, s_prev, v_threshold, v_reset, HARD_RESET)
+                v_prev = _after_reset(h_prev, v_threshold, v_reset, HARD_RESET)
             else:
                 h_prev = h
                 v_prev = tl.load(v_init_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -406,7 +412,7 @@ def neuron_backward_recompute_kernel(
         if t < T:
             x = tl.load(x_ptr + t * ncl + offs, mask=mask, other=0.0).to(tl.float32)
             h = charge(x, v, 0.0, r, c0, c1, c2, c3, c4, c5, c6, c7, v_reset, NEURON, FLAGS)
-            v = reset(h, _spike_value(fires(h, v_threshold)), v_threshold, v_reset, HARD_RESET)
+            v = _after_reset(h, v_threshold, v_reset, HARD_RESET)
             h_tile = tl.where(steps[:, None] == t, h[None, :], h_tile)
 
     # Pass 2: the reverse recurrence, as neuron_backward_kernel (no second state).
@@ -427,8 +433,7 @@ def neuron_backward_recompute_kernel(
             if NEEDS_V:  # noqa: SIM102 (compile-time branches; `and` is not for tensors)
                 if t > 0:
                     h_prev = _row(h_tile, steps, t - 1)
-                    s_prev = _spike_value(fires(h_prev, v_threshold))
-                    v_prev = reset(h_prev, s_prev, v_threshold, v_reset, HARD_RESET)
+                    v_prev = _after_reset(h_prev, v_threshold, v_reset, HARD_RESET)
             x = v_init
             if NEEDS_X:
                 x = tl.load(x_ptr + step, mask=mask, other=0.0).to(tl.float32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import struct
+from collections.abc import Iterator
 
 import torch
 
@@ -19,10 +20,13 @@ from .equations import SCALAR_SLOTS
 __all__ = [
     "LOW_PRECISION",
     "PREFETCH",
+    "MAX_RECOMPUTE_T",
     "RECOMPUTE_MAX_T",
     "block_config",
     "device_guard",
-    "recompute_pad",
+    "h_tile_rows",
+    "recompute_short_sequences",
+    "recomputes_h",
     "scalar_slots",
     "threshold_neighbours",
 ]
@@ -57,27 +61,47 @@ PREFETCH = False
 #: ``T <= RECOMPUTE_MAX_T`` keep ``X`` instead of ``H`` for the backward, which
 #: recomputes ``H`` (``neuron_backward_recompute_kernel``): 20 bytes per fp32
 #: element-step instead of 24, the same memory kept. ``0`` (off) until a GPU measurement
-#: shows where it pays (``bench_neurons.py --sweep`` compares both); at most 16, the
-#: longest sequence whose ``H`` fits the kernel's registers.
+#: shows where it pays (``bench_neurons.py --sweep`` compares both); values above
+#: :data:`MAX_RECOMPUTE_T` count as it.
 RECOMPUTE_MAX_T = 0
 
 
-def recompute_pad(config: NeuronKernelConfig, T: int) -> int:
-    """The backward's ``T_PAD`` (the power of two >= ``T``) when a training launch of
-    ``config`` over ``T`` steps recomputes ``H`` from ``X``, else ``0``.
+#: The longest sequence whose ``H`` the recomputing backward holds in registers.
+MAX_RECOMPUTE_T = 16
 
-    The forward and the backward both ask, so they agree; a pure function of the
-    configuration, ``T`` and :data:`RECOMPUTE_MAX_T`.
+
+@contextlib.contextmanager
+def recompute_short_sequences(max_t: int = MAX_RECOMPUTE_T) -> Iterator[None]:
+    """Within the block, training launches with ``T <= max_t`` use the recomputing
+    backward (sets :data:`RECOMPUTE_MAX_T`, process-wide, and restores it after)::
+
+        with launch_config.recompute_short_sequences():
+            loss = net(x_seq).mean()  # the forward decides what it keeps
+        loss.backward()  # follows what the forward kept, inside the block or not
     """
+    global RECOMPUTE_MAX_T
+    previous, RECOMPUTE_MAX_T = RECOMPUTE_MAX_T, max_t
+    try:
+        yield
+    finally:
+        RECOMPUTE_MAX_T = previous
+
+
+def recomputes_h(config: NeuronKernelConfig, T: int) -> bool:
+    """Whether a training forward of ``config`` over ``T`` steps keeps ``X`` instead of
+    ``H`` (the forward decides; the backward sees what was kept). With a symbolic ``T``
+    (``torch.compile``, dynamic shapes) the comparison guards on its range."""
     if RECOMPUTE_MAX_T <= 0 or config.statement.adaptation is not None:
-        return 0
-    limit = min(RECOMPUTE_MAX_T, 16)
-    if not 1 <= T <= limit:  # under tracing with a dynamic T: a guard on its range
-        return 0
+        return False
+    return 1 <= T <= min(RECOMPUTE_MAX_T, MAX_RECOMPUTE_T)
+
+
+def h_tile_rows(T: int) -> int:
+    """The recomputing backward's ``T_PAD``: the power of two >= ``T``; for a symbolic
+    ``T``, :data:`MAX_RECOMPUTE_T` (one variant for every length, so new lengths reuse
+    a compiled graph)."""
     if not isinstance(T, int):
-        # A symbolic T (torch.compile, dynamic shapes): one variant for every length up
-        # to the limit, so that new lengths reuse the graph.
-        return 1 << (limit - 1).bit_length()
+        return MAX_RECOMPUTE_T
     return 1 << (T - 1).bit_length()
 
 
