@@ -9,6 +9,9 @@ compilations exactly. The full grid is marked ``slow``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch._dynamo.testing import CompileCounter
@@ -333,13 +336,33 @@ def test_inside_an_outer_torch_compile(counting):
     assert counting.frame_count == 0 and inductor.cache_info().currsize == 0
 
 
-def test_node_inside_an_outer_torch_compile(counting):
-    torch.manual_seed(2)
-    net = torch.nn.Sequential(torch.nn.Linear(8, 8), LIFNode(step_mode="m", backend="inductor"))
-    ref = torch.nn.Sequential(torch.nn.Linear(8, 8), LIFNode(step_mode="m"))
-    ref.load_state_dict(net.state_dict())
-    x_seq = torch.rand(4, 3, 8)
-    compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(compiled(x_seq), ref(x_seq), rtol=0, atol=0)
-    torch.testing.assert_close(net[1].v, ref[1].v)
-    assert counting.frame_count == 0 and inductor.cache_info().currsize == 0
+# In a fresh interpreter: torch 2.8's Dynamo crashed (segfault) in this test in 2 of 7
+# full runs, after other tests in the same worker had compiled and reset Dynamo.
+_NODE_INSIDE_OUTER_COMPILE = """
+import torch
+from torch._dynamo.testing import CompileCounter
+from sj_core import inductor
+from sj_core.neuron.lif import LIFNode
+
+counter = CompileCounter()
+inductor._compile = lambda fn: torch.compile(fn, backend=counter, fullgraph=True, dynamic=False)
+torch.manual_seed(2)
+net = torch.nn.Sequential(torch.nn.Linear(8, 8), LIFNode(step_mode="m", backend="inductor"))
+ref = torch.nn.Sequential(torch.nn.Linear(8, 8), LIFNode(step_mode="m"))
+ref.load_state_dict(net.state_dict())
+x_seq = torch.rand(4, 3, 8)
+compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
+torch.testing.assert_close(compiled(x_seq), ref(x_seq), rtol=0, atol=0)
+torch.testing.assert_close(net[1].v, ref[1].v)
+assert counter.frame_count == 0 and inductor.cache_info().currsize == 0
+print("ok")
+"""
+
+
+def test_node_inside_an_outer_torch_compile():
+    result = subprocess.run(
+        [sys.executable, "-c", _NODE_INSIDE_OUTER_COMPILE], capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().endswith("ok")
